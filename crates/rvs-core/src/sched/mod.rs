@@ -197,11 +197,12 @@ impl fmt::Debug for DestSet<'_> {
 
 /// What changed in a service's destination list (the kernel's add_dest, del_dest
 /// and upd_dest callbacks). Positions are list positions after the change for
-/// `Added`/`Updated`, and before it for `Removed`.
+/// `Added`/`Updated`, and before it for `Removed` (whose id may later be reused
+/// for another destination, so caches keyed by id must drop it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DestChange {
     Added(usize),
-    Removed(usize),
+    Removed(usize, DestId),
     Updated(usize),
 }
 

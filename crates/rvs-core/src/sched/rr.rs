@@ -27,8 +27,8 @@ impl Scheduler for RoundRobin {
         let Some(c) = self.cursor else { return };
         self.cursor = match change {
             DestChange::Added(p) if p <= c => Some(c + 1),
-            DestChange::Removed(p) if p == c => c.checked_sub(1),
-            DestChange::Removed(p) if p < c => Some(c - 1),
+            DestChange::Removed(p, _) if p == c => c.checked_sub(1),
+            DestChange::Removed(p, _) if p < c => Some(c - 1),
             _ => Some(c),
         };
     }
@@ -87,8 +87,8 @@ mod tests {
         let mut s = RoundRobin::new();
         assert_eq!(run(&mut s, &fx, 2), vec![Some(0), Some(1)]);
         // Remove position 1 (the cursor): next pick is the old position 2, now 1.
-        fx.order.remove(1);
-        s.dests_changed(fx.set(), DestChange::Removed(1));
+        let gone = fx.order.remove(1);
+        s.dests_changed(fx.set(), DestChange::Removed(1, gone));
         assert_eq!(run(&mut s, &fx, 2), vec![Some(1), Some(0)]);
     }
 }
