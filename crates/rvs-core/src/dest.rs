@@ -37,6 +37,8 @@ pub struct Dest {
     pub persist_conns: u32,
     pub stats: Stats,
     pub(crate) service: ServiceId,
+    /// Position in the service's list while `available`.
+    pub(crate) list_pos: u32,
 }
 
 impl Dest {
@@ -52,6 +54,7 @@ impl Dest {
             persist_conns: 0,
             stats: Stats::default(),
             service,
+            list_pos: 0,
         }
     }
 
@@ -61,6 +64,11 @@ impl Dest {
 
     pub fn service(&self) -> ServiceId {
         self.service
+    }
+
+    /// Connections and templates still bound to this destination (its refcount).
+    pub fn bound(&self) -> u64 {
+        self.total_conns() + u64::from(self.persist_conns)
     }
 
     /// `ip_vs_dest_totalconns`: active + inactive (templates excluded).

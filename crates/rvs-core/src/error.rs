@@ -34,6 +34,8 @@ pub enum ConfigError {
     TunnelCsum(&'static str),
     #[error("maglev table size {0} is not one of the kernel's primes")]
     MhTableSize(u32),
+    #[error("timeout {0} s out of range")]
+    Timeout(u64),
     #[error("sh table bits {0} out of range 4..20")]
     ShTableBits(u32),
 }

@@ -1,12 +1,16 @@
 //! rvs-core: the sans-I/O brain of the rvs director.
 //!
 //! It owns the virtual services and their real servers ([`model`]), the IPVS
-//! schedulers ([`sched`]), and the counters and rate estimator ([`stats`]). It reads
+//! schedulers ([`sched`]), the connection table with IPVS's state machines and
+//! persistence templates ([`conn`]), the counters and rate estimator ([`stats`]),
+//! and the [`Director`] that ties them together. It reads
 //! no clock ([`time::Time`] is passed in), opens no socket and spawns no task; data
 //! planes and tests feed it events and carry out its decisions.
 #![forbid(unsafe_code)]
 
+pub mod conn;
 pub mod dest;
+pub mod director;
 pub mod error;
 pub mod model;
 pub mod sched;
@@ -14,7 +18,12 @@ pub mod service;
 pub mod stats;
 pub mod time;
 
+pub use conn::tcp::{TcpFlags, TcpState};
+pub use conn::{Conn, ConnId, ConnKey};
 pub use dest::{Dest, DestId};
+pub use director::{
+    Director, DirectorConfig, Forwarding, InVerdict, OutVerdict, Packet, Sysctl, Timeouts,
+};
 pub use error::{ConfigError, CoreError};
 pub use model::*;
 pub use sched::{SchedParams, SchedulerKind};

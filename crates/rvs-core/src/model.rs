@@ -82,8 +82,15 @@ impl Family {
 /// How a virtual service is addressed: (protocol, VIP, port) or a firewall mark.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ServiceKey {
-    Addr { proto: Protocol, addr: IpAddr, port: u16 },
-    Fwmark { mark: u32, family: Family },
+    Addr {
+        proto: Protocol,
+        addr: IpAddr,
+        port: u16,
+    },
+    Fwmark {
+        mark: u32,
+        family: Family,
+    },
 }
 
 impl ServiceKey {
@@ -383,8 +390,7 @@ impl DestConfig {
                 upper: self.u_threshold,
             });
         }
-        if Family::of(&self.addr) != svc.family() && !matches!(self.forward, Forward::Tunnel(_))
-        {
+        if Family::of(&self.addr) != svc.family() && !matches!(self.forward, Forward::Tunnel(_)) {
             return Err(ConfigError::MixedFamily);
         }
         if let Forward::Tunnel(t) = self.forward {

@@ -110,9 +110,15 @@ impl Stats {
         let e = &mut self.est;
         ewma(&mut e.cps, k.conns.wrapping_sub(e.last.conns) << 9);
         ewma(&mut e.in_pps, k.in_pkts.wrapping_sub(e.last.in_pkts) << 9);
-        ewma(&mut e.out_pps, k.out_pkts.wrapping_sub(e.last.out_pkts) << 9);
+        ewma(
+            &mut e.out_pps,
+            k.out_pkts.wrapping_sub(e.last.out_pkts) << 9,
+        );
         ewma(&mut e.in_bps, k.in_bytes.wrapping_sub(e.last.in_bytes) << 4);
-        ewma(&mut e.out_bps, k.out_bytes.wrapping_sub(e.last.out_bytes) << 4);
+        ewma(
+            &mut e.out_bps,
+            k.out_bytes.wrapping_sub(e.last.out_bytes) << 4,
+        );
         e.last = k;
     }
 

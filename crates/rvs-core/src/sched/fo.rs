@@ -34,7 +34,12 @@ mod tests {
 
     #[test]
     fn examples() {
-        let fx = fixture(&[(3, 0, 0, false), (5, 9, 9, false), (5, 0, 0, false), (9, 0, 0, true)]);
+        let fx = fixture(&[
+            (3, 0, 0, false),
+            (5, 9, 9, false),
+            (5, 0, 0, false),
+            (9, 0, 0, true),
+        ]);
         assert_eq!(WeightedFailoverOrder::linear(fx.set()), Some(1));
     }
 }

@@ -36,7 +36,12 @@ mod tests {
     #[test]
     fn examples() {
         // (weight, active, inactive, overloaded), head first.
-        let fx = fixture(&[(1, 1, 0, false), (5, 0, 255, false), (0, 0, 0, false), (1, 0, 300, true)]);
+        let fx = fixture(&[
+            (1, 1, 0, false),
+            (5, 0, 255, false),
+            (0, 0, 0, false),
+            (1, 0, 300, true),
+        ]);
         assert_eq!(LeastConnectionOrder::linear(fx.set()), Some(1));
         let tie = fixture(&[(1, 0, 3, false), (9, 0, 3, false)]);
         assert_eq!(LeastConnectionOrder::linear(tie.set()), Some(0));

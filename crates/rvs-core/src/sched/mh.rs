@@ -3,7 +3,9 @@
 use super::{DestSet, SchedInput, Scheduler, SchedulerKind};
 
 pub const DEFAULT_TAB_SIZE: u32 = 4093;
-pub const PRIMES: [u32; 10] = [251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071];
+pub const PRIMES: [u32; 10] = [
+    251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071,
+];
 
 #[derive(Debug)]
 pub struct MaglevHashing;

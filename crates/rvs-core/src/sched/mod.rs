@@ -285,10 +285,8 @@ pub(crate) mod testutil {
         for (i, &(w, a, ina, ov)) in specs.iter().enumerate() {
             let entry = slab.vacant_entry();
             let id = DestId(entry.key() as u32);
-            let mut cfg = DestConfig::new(
-                IpAddr::V4(Ipv4Addr::new(192, 168, 0, (i + 1) as u8)),
-                80,
-            );
+            let mut cfg =
+                DestConfig::new(IpAddr::V4(Ipv4Addr::new(192, 168, 0, (i + 1) as u8)), 80);
             cfg.weight = w;
             cfg.forward = Forward::Route;
             let mut d = Dest::new(id, cfg, ServiceId(0));

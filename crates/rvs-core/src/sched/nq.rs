@@ -2,10 +2,10 @@
 //! order with no active connection is taken at once; otherwise it behaves as sed,
 //! minimising (active + 1) / weight.
 
+use super::load_tree::weighted_less;
 use super::load_tree::{LeastLoaded, LoadOrder};
 use super::SchedulerKind;
 use crate::dest::Dest;
-use super::load_tree::weighted_less;
 /// The order of this scheduler; see the module note.
 pub struct NeverQueueOrder;
 

@@ -46,9 +46,7 @@ impl Scheduler for RoundRobin {
             Some(end) => 0..end + 1,
             None => 0..0,
         };
-        let hit = first
-            .chain(second)
-            .find(|&p| dests.get(p).schedulable());
+        let hit = first.chain(second).find(|&p| dests.get(p).schedulable());
         if let Some(p) = hit {
             self.cursor = Some(p);
         }
@@ -62,16 +60,30 @@ mod tests {
     use crate::sched::testutil::{fixture, input};
     use crate::sched::XorShiftRandom;
 
-    fn run(s: &mut RoundRobin, fx: &crate::sched::testutil::Fixture, n: usize) -> Vec<Option<usize>> {
+    fn run(
+        s: &mut RoundRobin,
+        fx: &crate::sched::testutil::Fixture,
+        n: usize,
+    ) -> Vec<Option<usize>> {
         let mut rng = XorShiftRandom::new(1);
-        (0..n).map(|_| s.schedule(fx.set(), &mut input(&mut rng))).collect()
+        (0..n)
+            .map(|_| s.schedule(fx.set(), &mut input(&mut rng)))
+            .collect()
     }
 
     #[test]
     fn cycles_in_list_order_skipping_unavailable() {
-        let fx = fixture(&[(1, 0, 0, false), (0, 0, 0, false), (1, 0, 0, true), (7, 0, 0, false)]);
+        let fx = fixture(&[
+            (1, 0, 0, false),
+            (0, 0, 0, false),
+            (1, 0, 0, true),
+            (7, 0, 0, false),
+        ]);
         let mut s = RoundRobin::new();
-        assert_eq!(run(&mut s, &fx, 5), vec![Some(0), Some(3), Some(0), Some(3), Some(0)]);
+        assert_eq!(
+            run(&mut s, &fx, 5),
+            vec![Some(0), Some(3), Some(0), Some(3), Some(0)]
+        );
     }
 
     #[test]

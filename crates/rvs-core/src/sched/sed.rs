@@ -2,10 +2,10 @@
 //! (active + 1) / weight, compared without division; inactive connections do not
 //! count; the first in list order wins a tie.
 
+use super::load_tree::weighted_less;
 use super::load_tree::{LeastLoaded, LoadOrder};
 use super::SchedulerKind;
 use crate::dest::Dest;
-use super::load_tree::weighted_less;
 /// The order of this scheduler; see the module note.
 pub struct ShortestExpectedDelayOrder;
 

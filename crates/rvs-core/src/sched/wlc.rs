@@ -2,10 +2,10 @@
 //! Minimises overhead/weight with overhead = active*256 + inactive, compared without
 //! division (`loh * dw > doh * lw`); the first in list order wins a tie.
 
+use super::load_tree::weighted_less;
 use super::load_tree::{LeastLoaded, LoadOrder};
 use super::SchedulerKind;
 use crate::dest::Dest;
-use super::load_tree::weighted_less;
 /// The order of this scheduler; see the module note.
 pub struct WeightedLeastConnectionOrder;
 

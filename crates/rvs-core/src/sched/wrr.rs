@@ -42,7 +42,11 @@ fn gcd_weight(dests: DestSet<'_>) -> i64 {
 }
 
 fn max_weight(dests: DestSet<'_>) -> i64 {
-    dests.iter().map(|d| i64::from(d.weight())).max().unwrap_or(0)
+    dests
+        .iter()
+        .map(|d| i64::from(d.weight()))
+        .max()
+        .unwrap_or(0)
 }
 
 impl WeightedRoundRobin {
@@ -124,7 +128,9 @@ mod tests {
 
     fn run(s: &mut WeightedRoundRobin, fx: &Fixture, n: usize) -> Vec<Option<usize>> {
         let mut rng = XorShiftRandom::new(1);
-        (0..n).map(|_| s.schedule(fx.set(), &mut input(&mut rng))).collect()
+        (0..n)
+            .map(|_| s.schedule(fx.set(), &mut input(&mut rng)))
+            .collect()
     }
 
     #[test]
@@ -168,7 +174,7 @@ mod tests {
             let g = live.iter().copied().filter(|&w| w > 0).fold(0, |g, w| if g == 0 { w } else { gcd(i64::from(g), i64::from(w)) as u32 });
             let total: u32 = live.iter().sum();
             // Warm up one cycle so the start position does not matter, then count.
-            let cycle = if g == 0 { 4 } else { (total / g) as usize };
+            let cycle = total.checked_div(g).map_or(4, |c| c as usize);
             let _ = run(&mut s, &fx, cycle);
             let picks = run(&mut s, &fx, cycle);
             let mut counts = vec![0u32; spec.len()];
