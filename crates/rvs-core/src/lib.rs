@@ -6,6 +6,16 @@
 //! planes and tests feed it events and carry out its decisions.
 #![forbid(unsafe_code)]
 
+pub mod conn {
+    /// Which of the kernel's state tables a packet is looked up in.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum TableDir {
+        Input,
+        Output,
+        InputOnly,
+    }
+    pub mod sctp;
+}
 pub mod dest;
 pub mod error;
 pub mod model;
