@@ -21,6 +21,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use slab::Slab;
 
+use crate::conn::sctp::{self, SctpEvent, SctpState};
 use crate::conn::tcp::{self, TcpFlags, TcpState};
 use crate::conn::{
     Conn, ConnFlags, ConnId, ConnKey, ConnTable, NewConn, OutKey, TableDir, PROTO_IP,
@@ -84,6 +85,7 @@ impl Default for Sysctl {
 pub struct Timeouts {
     pub tcp: [Span; tcp::STATE_COUNT],
     pub udp: Span,
+    pub sctp: [Span; SctpState::COUNT],
 }
 
 impl Default for Timeouts {
@@ -94,9 +96,14 @@ impl Default for Timeouts {
                 *slot = s.default_timeout();
             }
         }
+        let mut sc = [Span::default(); SctpState::COUNT];
+        for (slot, st) in sc.iter_mut().zip(SctpState::ALL) {
+            *slot = sctp::default_timeout(st);
+        }
         Timeouts {
             tcp: t,
             udp: Span::from_secs(300),
+            sctp: sc,
         }
     }
 }
@@ -146,6 +153,8 @@ pub struct Packet {
     pub fwmark: u32,
     /// TCP flags (ignored for other protocols).
     pub tcp: TcpFlags,
+    /// SCTP chunk information (ignored for other protocols).
+    pub sctp: SctpInfo,
     /// IP packet length in bytes, for the byte counters.
     pub len: u32,
 }
@@ -160,6 +169,7 @@ impl Packet {
             dport,
             fwmark: 0,
             tcp: flags,
+            sctp: SctpInfo::default(),
             len: 60,
         }
     }
@@ -173,8 +183,28 @@ impl Packet {
             dport,
             fwmark: 0,
             tcp: TcpFlags::default(),
+            sctp: SctpInfo::default(),
             len: 60,
         }
+    }
+}
+
+/// What the SCTP state machine needs of a packet: its first chunk type and the
+/// event the kernel derives from its chunks (`sctp::event_from_segment`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SctpInfo {
+    pub first_chunk: u8,
+    pub event: Option<SctpEvent>,
+}
+
+impl SctpInfo {
+    /// From the SCTP segment (common header onwards); `None` if it is too short
+    /// to carry a chunk, which the kernel drops.
+    pub fn from_segment(segment: &[u8]) -> Option<Self> {
+        Some(SctpInfo {
+            first_chunk: sctp::first_chunk_type(segment)?,
+            event: sctp::event_from_segment(segment),
+        })
     }
 }
 
@@ -352,7 +382,7 @@ impl Director {
         match proto_of(c) {
             Some(Protocol::Tcp) => TcpState::from_index(c.state).map_or("ERR!", TcpState::name),
             Some(Protocol::Udp) => "UDP",
-            Some(Protocol::Sctp) => "ERR!",
+            Some(Protocol::Sctp) => SctpState::from_index(c.state).map_or("ERR!", SctpState::name),
             None => "NONE",
         }
     }
@@ -864,6 +894,63 @@ impl Director {
         }
     }
 
+    /// The table a packet is looked up in, clearing NOOUTPUT on the first reply
+    /// (`set_tcp_state`, `set_sctp_state`).
+    fn table_dir(c: &mut Conn, outbound: bool) -> TableDir {
+        if c.flags.no_output {
+            if outbound {
+                c.flags.no_output = false;
+            } else {
+                return TableDir::InputOnly;
+            }
+        }
+        if outbound {
+            TableDir::Output
+        } else {
+            TableDir::Input
+        }
+    }
+
+    /// Moves a connection to `new`: active/inactive accounting on a change of
+    /// activity, the state's timeout, and ASSURED on the template when the
+    /// connection becomes established.
+    fn apply_transition(
+        &mut self,
+        id: ConnId,
+        new: u8,
+        active: bool,
+        timeout: Span,
+        established: bool,
+    ) {
+        let Some(c) = self.conns.get_mut(id) else {
+            return;
+        };
+        let changed = c.state != new;
+        c.state = new;
+        c.timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
+        if !changed {
+            return;
+        }
+        let dest = c.dest;
+        let was_active = !c.flags.inactive;
+        if was_active != active {
+            c.flags.inactive = !active;
+            if let Some(d) = self.dests.get_mut(dest.index()) {
+                if active {
+                    d.active_conns += 1;
+                    d.inactive_conns = d.inactive_conns.saturating_sub(1);
+                } else {
+                    d.active_conns = d.active_conns.saturating_sub(1);
+                    d.inactive_conns += 1;
+                }
+            }
+            self.notify_load(dest);
+        }
+        if established {
+            self.assure_control(id);
+        }
+    }
+
     /// The protocol state transition for one packet (`ip_vs_set_state`).
     fn set_state(&mut self, id: ConnId, outbound: bool, p: &Packet) {
         let secure = self.cfg.sysctl.secure_tcp;
@@ -872,50 +959,33 @@ impl Director {
         };
         match Protocol::from_number(c.key.proto) {
             Some(Protocol::Tcp) => {
-                let mut dir = if outbound {
-                    TableDir::Output
-                } else {
-                    TableDir::Input
-                };
-                if c.flags.no_output {
-                    if outbound {
-                        c.flags.no_output = false;
-                    } else {
-                        dir = TableDir::InputOnly;
-                    }
-                }
+                let dir = Self::table_dir(c, outbound);
                 let old = TcpState::from_index(c.state).unwrap_or(TcpState::None);
                 let new = tcp::next_state(old, dir, p.tcp, secure);
-                let mut load_changed = None;
-                if new != old {
-                    let dest = c.dest;
-                    let was_active = !c.flags.inactive;
-                    if was_active != new.is_active() {
-                        c.flags.inactive = !new.is_active();
-                        if let Some(d) = self.dests.get_mut(dest.index()) {
-                            if new.is_active() {
-                                d.active_conns += 1;
-                                d.inactive_conns = d.inactive_conns.saturating_sub(1);
-                            } else {
-                                d.active_conns = d.active_conns.saturating_sub(1);
-                                d.inactive_conns += 1;
-                            }
-                        }
-                        load_changed = Some(dest);
-                    }
-                }
-                let c = self.conns.get_mut(id);
-                if let Some(c) = c {
-                    c.state = new.index();
-                    c.timeout_ms = u32::try_from(self.timeouts.tcp[new as usize].as_millis())
-                        .unwrap_or(u32::MAX);
-                }
-                if new != old && new == TcpState::Established {
-                    self.assure_control(id);
-                }
-                if let Some(d) = load_changed {
-                    self.notify_load(d);
-                }
+                let timeout = self.timeouts.tcp[new as usize];
+                self.apply_transition(
+                    id,
+                    new.index(),
+                    new.is_active(),
+                    timeout,
+                    new == TcpState::Established,
+                );
+            }
+            Some(Protocol::Sctp) => {
+                let Some(event) = p.sctp.event else {
+                    return;
+                };
+                let dir = Self::table_dir(c, outbound);
+                let old = SctpState::from_index(c.state).unwrap_or(SctpState::None);
+                let new = sctp::next_state(old, dir, event);
+                let timeout = self.timeouts.sctp[new.index() as usize];
+                self.apply_transition(
+                    id,
+                    new.index(),
+                    sctp::is_active(new),
+                    timeout,
+                    new == SctpState::Established,
+                );
             }
             Some(Protocol::Udp) => {
                 c.timeout_ms = u32::try_from(self.timeouts.udp.as_millis()).unwrap_or(u32::MAX);
@@ -923,7 +993,7 @@ impl Director {
                     self.assure_control(id);
                 }
             }
-            Some(Protocol::Sctp) | None => {}
+            None => {}
         }
     }
 
@@ -941,6 +1011,9 @@ impl Director {
                     || (self.cfg.sysctl.conn_reuse_mode & 2 != 0
                         && s == Some(TcpState::FinWait)
                         && c.flags.no_output)
+            }
+            Some(Protocol::Sctp) => {
+                SctpState::from_index(c.state).is_some_and(sctp::conn_reuse_expected)
             }
             _ => false,
         }
@@ -962,7 +1035,8 @@ impl Director {
         let mut found = self.conns.lookup_in(&key);
         let opens = match proto {
             Protocol::Tcp => p.tcp.syn,
-            Protocol::Udp | Protocol::Sctp => false,
+            Protocol::Sctp => sctp::is_new_conn(p.sctp.first_chunk),
+            Protocol::Udp => false,
         };
         if let (Some(id), true) = (found, opens) {
             if let Some(c) = self.conns.get(id) {
@@ -1001,7 +1075,9 @@ impl Director {
                 let may_schedule = match proto {
                     Protocol::Tcp => !p.tcp.rst && (p.tcp.syn || self.cfg.sysctl.sloppy_tcp),
                     Protocol::Udp => true,
-                    Protocol::Sctp => self.cfg.sysctl.sloppy_sctp,
+                    Protocol::Sctp => {
+                        sctp::schedules_new_conn(p.sctp.first_chunk, self.cfg.sysctl.sloppy_sctp)
+                    }
                 };
                 if !may_schedule {
                     return InVerdict::Pass;

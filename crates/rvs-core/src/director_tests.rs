@@ -502,3 +502,56 @@ fn rates_follow_traffic() {
     // 4 inbound and 2 outbound packets per connection.
     assert_eq!((r.in_pps, r.out_pps), (40, 20));
 }
+
+#[test]
+fn sctp_association_counts_active_only_when_established() {
+    use crate::conn::sctp::chunk;
+    let mut d = Director::default();
+    let key = ServiceKey::Addr {
+        proto: Protocol::Sctp,
+        addr: vip(),
+        port: 3868,
+    };
+    d.add_service(ServiceConfig::new(key)).unwrap();
+    d.add_dest(&key, dest("192.168.0.2", 3868, 1, Forward::Masq))
+        .unwrap();
+    let c = ip("203.0.113.1");
+    let rs = ip("192.168.0.2");
+    let pkt = |from_client: bool, ch: u8| {
+        let (s, sp, dd, dp) = if from_client {
+            (c, 5000, vip(), 3868)
+        } else {
+            (rs, 3868, c, 5000)
+        };
+        Packet {
+            proto: 132,
+            saddr: s,
+            sport: sp,
+            daddr: dd,
+            dport: dp,
+            fwmark: 0,
+            tcp: TcpFlags::default(),
+            sctp: SctpInfo {
+                first_chunk: ch,
+                event: crate::conn::sctp::event_from_chunks(&[ch]),
+            },
+            len: 100,
+        }
+    };
+    let t = Time::ZERO;
+    // DATA cannot open an association; INIT can.
+    assert_eq!(d.handle_in(&pkt(true, chunk::DATA), t), InVerdict::Pass);
+    assert!(matches!(
+        d.handle_in(&pkt(true, chunk::INIT), t),
+        InVerdict::Forward(_)
+    ));
+    assert_eq!(counts(&d, "192.168.0.2"), (0, 1, 0));
+    d.handle_out(&pkt(false, chunk::INIT_ACK), t);
+    d.handle_in(&pkt(true, chunk::COOKIE_ECHO), t);
+    d.handle_out(&pkt(false, chunk::COOKIE_ACK), t);
+    let (_, conn) = d.conns().next().unwrap();
+    assert_eq!(d.state_name(conn), "ESTABLISHED");
+    assert_eq!(counts(&d, "192.168.0.2"), (1, 0, 0));
+    d.handle_in(&pkt(true, chunk::SHUTDOWN), t);
+    assert_eq!(counts(&d, "192.168.0.2"), (0, 1, 0));
+}

@@ -18,6 +18,7 @@ pub mod service;
 pub mod stats;
 pub mod time;
 
+pub use conn::sctp::{SctpEvent, SctpState};
 pub use conn::tcp::{TcpFlags, TcpState};
 pub use conn::{Conn, ConnId, ConnKey};
 pub use dest::{Dest, DestId};

@@ -13,6 +13,7 @@
 //! in-index unless it is an invalidated template; it is in the out-index iff
 //! `flags.out_indexed`.
 
+pub mod sctp;
 pub mod tcp;
 
 use std::hash::{BuildHasher, Hash};
