@@ -1231,6 +1231,76 @@ impl Director {
             (!self.trash.is_empty()).then(|| now + Span::from_millis(TRASH_PERIOD.as_millis() / 2));
     }
 
+    /// Recomputes every counter from the connection table and checks the
+    /// director's invariants; returns the first violation found. For tests and
+    /// fuzzing: O(connections + destinations).
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut counted: HashMap<DestId, (u32, u32, u32)> = HashMap::new();
+        let mut controls: HashMap<ConnId, u32> = HashMap::new();
+        for (id, c) in self.conns.iter() {
+            if self.dests.get(c.dest.index()).is_none() {
+                return Err(format!("conn {id:?} bound to missing dest {:?}", c.dest));
+            }
+            let e = counted.entry(c.dest).or_default();
+            if c.flags.template {
+                e.2 += 1;
+            } else if c.flags.inactive {
+                e.1 += 1;
+            } else {
+                e.0 += 1;
+            }
+            if let Some(ct) = c.control() {
+                match self.conns.get(ct) {
+                    Some(t) if t.flags.template => *controls.entry(ct).or_default() += 1,
+                    _ => return Err(format!("conn {id:?} controlled by non-template {ct:?}")),
+                }
+            }
+            let active_state = match proto_of(c) {
+                _ if c.flags.template => None,
+                Some(Protocol::Tcp) => TcpState::from_index(c.state).map(TcpState::is_active),
+                Some(Protocol::Sctp) => SctpState::from_index(c.state).map(sctp::is_active),
+                _ => Some(false),
+            };
+            if let Some(active) = active_state {
+                if active == c.flags.inactive {
+                    return Err(format!(
+                        "conn {id:?} activity flag disagrees with its state"
+                    ));
+                }
+            }
+        }
+        for (id, c) in self.conns.iter() {
+            let want = controls.get(&id).copied().unwrap_or(0);
+            if c.n_control != want {
+                return Err(format!(
+                    "template {id:?} n_control {} != {want}",
+                    c.n_control
+                ));
+            }
+        }
+        for (i, d) in self.dests.iter() {
+            let (a, ina, p) = counted.get(&DestId(i as u32)).copied().unwrap_or_default();
+            if (d.active_conns, d.inactive_conns, d.persist_conns) != (a, ina, p) {
+                return Err(format!(
+                    "dest {i}: counters ({}, {}, {}) but table has ({a}, {ina}, {p})",
+                    d.active_conns, d.inactive_conns, d.persist_conns
+                ));
+            }
+        }
+        for (sid, svc) in self.services.iter() {
+            for (pos, id) in svc.order.iter().enumerate() {
+                let d = self
+                    .dests
+                    .get(id.index())
+                    .ok_or_else(|| format!("service {sid} lists missing dest {id:?}"))?;
+                if !d.available || d.list_pos as usize != pos || d.service.index() != sid {
+                    return Err(format!("dest {id:?} list bookkeeping is wrong"));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The next time `handle_timeout` has work, if any.
     pub fn poll_timeout(&self) -> Option<Time> {
         [

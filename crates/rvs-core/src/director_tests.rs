@@ -555,3 +555,31 @@ fn sctp_association_counts_active_only_when_established() {
     d.handle_in(&pkt(true, chunk::SHUTDOWN), t);
     assert_eq!(counts(&d, "192.168.0.2"), (0, 1, 0));
 }
+
+#[test]
+fn invariants_hold_through_a_mixed_workload() {
+    let (mut d, key) = setup(
+        SchedulerKind::Wlc,
+        &[("192.168.0.2", 1), ("192.168.0.3", 3)],
+        Forward::Masq,
+    );
+    let mut cfg = ServiceConfig::new(key);
+    cfg.persistence = Some(Persistence::default_for(Family::V4));
+    d.edit_service(cfg).unwrap();
+    for i in 0..50u16 {
+        let t = Time::from_secs(u64::from(i));
+        nat_conn(&mut d, "203.0.113.1", 100 + i, t, i % 3 == 0);
+        if i == 20 {
+            d.edit_dest(&key, dest("192.168.0.3", 80, 0, Forward::Masq))
+                .unwrap();
+        }
+        if i == 30 {
+            d.delete_dest(&key, ip("192.168.0.2"), 80, t).unwrap();
+        }
+        d.handle_timeout(t, |_, _| {});
+        d.check_invariants().unwrap();
+    }
+    d.handle_timeout(Time::from_secs(5000), |_, _| {});
+    d.check_invariants().unwrap();
+    assert_eq!(d.conn_count(), 0);
+}
