@@ -741,8 +741,11 @@ impl Director {
         let set = DestSet::new(&svc.order, &self.dests);
         let pos = svc.sched.schedule(set, &mut input)?;
         let id = *svc.order.get(pos)?;
-        // A scheduler must never pick an unschedulable server; guard regardless.
-        self.dests[id.index()].schedulable().then_some(id)
+        // A scheduler must never pick an unschedulable server: a bug in tests,
+        // a refused connection (never a forward to it) in production.
+        let ok = self.dests[id.index()].schedulable();
+        debug_assert!(ok, "{} picked an unschedulable server", svc.config.scheduler);
+        ok.then_some(id)
     }
 
     /// `ip_vs_schedule` / `ip_vs_sched_persist`; Err carries the verdict when no

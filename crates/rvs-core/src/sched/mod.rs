@@ -321,3 +321,69 @@ pub(crate) mod testutil {
         }
     }
 }
+
+/// Properties every scheduler must have, checked on the schedulers directly (the
+/// director also guards, which would hide a scheduler's mistake).
+#[cfg(test)]
+mod props {
+    use super::testutil::fixture;
+    use super::*;
+    use proptest::prelude::*;
+    use std::net::Ipv4Addr;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn never_picks_an_overloaded_or_quiesced_server(
+            spec in prop::collection::vec(
+                (prop_oneof![Just(0u32), 1u32..5, 1u32..1000], 0u32..20, 0u32..50, prop::bool::weighted(0.25)),
+                1..24,
+            ),
+            flows in prop::collection::vec((any::<u32>(), any::<u16>(), 0u8..4, any::<u8>()), 1..60),
+            flag1 in any::<bool>(),
+            flag2 in any::<bool>(),
+        ) {
+            for kind in SchedulerKind::ALL {
+                let mut fx = fixture(&spec);
+                let mut sched = kind.build(fx.set(), &SchedParams::default());
+                let mut rng = XorShiftRandom::new(u64::from(spec.len() as u32) + 7);
+                for (i, &(saddr, sport, vip, change)) in flows.iter().enumerate() {
+                    let now = Time::from_secs(i as u64 * 7);
+                    let mut input = SchedInput {
+                        proto: 6,
+                        saddr: IpAddr::V4(Ipv4Addr::from(saddr)),
+                        sport,
+                        daddr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, vip)),
+                        dport: 80,
+                        flags: SchedFlags { flag1, flag2, flag3: false },
+                        now,
+                        rng: &mut rng,
+                    };
+                    if let Some(pos) = sched.schedule(fx.set(), &mut input) {
+                        prop_assert!(pos < spec.len(), "{kind}: position {pos} out of range");
+                        let d = fx.set().get(pos);
+                        prop_assert!(d.schedulable(), "{kind} picked {pos}: weight {} overloaded {}", d.weight(), d.overloaded);
+                        // The pick gains a connection, as the director would record.
+                        fx.dest_mut(pos).active_conns += 1;
+                        sched.load_changed(fx.set(), pos);
+                    }
+                    // Now and then flip a server's overload flag or weight.
+                    let pos = usize::from(change) % spec.len();
+                    if change % 5 == 0 {
+                        let d = fx.dest_mut(pos);
+                        d.overloaded = !d.overloaded;
+                        sched.load_changed(fx.set(), pos);
+                    } else if change % 7 == 0 {
+                        let d = fx.dest_mut(pos);
+                        d.config.weight = if d.config.weight == 0 { 3 } else { 0 };
+                        if d.config.weight != 0 {
+                            d.last_weight = d.config.weight;
+                        }
+                        sched.dests_changed(fx.set(), DestChange::Updated(pos));
+                    }
+                    sched.tick(now);
+                }
+            }
+        }
+    }
+}
