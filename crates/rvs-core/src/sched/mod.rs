@@ -111,8 +111,14 @@ impl SchedulerKind {
             SchedulerKind::Nq => Box::new(nq::NeverQueue::new(dests)),
             SchedulerKind::Fo => Box::new(fo::WeightedFailover::new(dests)),
             SchedulerKind::Ovf => Box::new(ovf::WeightedOverflow::new(dests)),
-            SchedulerKind::Lblc => Box::new(lblc::LocalityLeastConnection::new()),
-            SchedulerKind::Lblcr => Box::new(lblcr::LocalityLeastConnectionReplicated::new()),
+            SchedulerKind::Lblc => Box::new(lblc::LocalityLeastConnection::new(
+                dests,
+                lblc::DEFAULT_EXPIRATION,
+            )),
+            SchedulerKind::Lblcr => Box::new(lblcr::LocalityLeastConnectionReplicated::new(
+                dests,
+                lblcr::DEFAULT_EXPIRATION,
+            )),
             SchedulerKind::Dh => Box::new(dh::DestinationHashing::new(dests)),
             SchedulerKind::Sh => Box::new(sh::SourceHashing::new(dests, params.sh_tab_bits)),
             SchedulerKind::Mh => Box::new(mh::MaglevHashing::new(dests, params.mh_tab_size)),
