@@ -744,7 +744,11 @@ impl Director {
         // A scheduler must never pick an unschedulable server: a bug in tests,
         // a refused connection (never a forward to it) in production.
         let ok = self.dests[id.index()].schedulable();
-        debug_assert!(ok, "{} picked an unschedulable server", svc.config.scheduler);
+        debug_assert!(
+            ok,
+            "{} picked an unschedulable server",
+            svc.config.scheduler
+        );
         ok.then_some(id)
     }
 
