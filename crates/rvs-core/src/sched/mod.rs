@@ -21,6 +21,7 @@ use crate::time::Time;
 
 pub mod dh;
 pub mod fo;
+pub mod hash;
 pub mod lblc;
 pub mod lblcr;
 pub mod lc;
