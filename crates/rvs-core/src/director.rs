@@ -29,7 +29,7 @@ use crate::conn::{
 use crate::dest::{Dest, DestId};
 use crate::error::{ConfigError, CoreError};
 use crate::model::{DestConfig, Family, Forward, Protocol, ServiceConfig, ServiceKey};
-use crate::sched::{DestChange, DestSet, SchedInput, SchedParams, XorShiftRandom};
+use crate::sched::{DestChange, DestSet, SchedInput, SchedParams, SchedulerKind, XorShiftRandom};
 use crate::service::{Service, ServiceId};
 use crate::stats::{Stats, ESTIMATION_INTERVAL};
 use crate::time::{Span, Time};
@@ -65,6 +65,10 @@ pub struct Sysctl {
     pub sloppy_sctp: bool,
     /// Default off: on, the DoS-hardened TCP state tables are used.
     pub secure_tcp: bool,
+    /// lblc cache entries unused this long are dropped (default 24 h).
+    pub lblc_expiration: Span,
+    /// lblcr shrinks a set unchanged this long (default 24 h).
+    pub lblcr_expiration: Span,
 }
 
 impl Default for Sysctl {
@@ -76,6 +80,8 @@ impl Default for Sysctl {
             sloppy_tcp: false,
             sloppy_sctp: false,
             secure_tcp: false,
+            lblc_expiration: crate::sched::lblc::DEFAULT_EXPIRATION,
+            lblcr_expiration: crate::sched::lblcr::DEFAULT_EXPIRATION,
         }
     }
 }
@@ -327,8 +333,24 @@ impl Director {
         &self.cfg
     }
 
-    pub fn sysctl_mut(&mut self) -> &mut Sysctl {
-        &mut self.cfg.sysctl
+    pub fn sysctl(&self) -> &Sysctl {
+        &self.cfg.sysctl
+    }
+
+    /// Changes the sysctls; the schedulers see new expirations at once.
+    pub fn set_sysctl(&mut self, sysctl: Sysctl) {
+        self.cfg.sysctl = sysctl;
+        for (_, svc) in self.services.iter_mut() {
+            Self::apply_expiration(&sysctl, svc);
+        }
+    }
+
+    fn apply_expiration(sysctl: &Sysctl, svc: &mut Service) {
+        match svc.config.scheduler {
+            SchedulerKind::Lblc => svc.sched.set_expiration(sysctl.lblc_expiration),
+            SchedulerKind::Lblcr => svc.sched.set_expiration(sysctl.lblcr_expiration),
+            _ => {}
+        }
     }
 
     pub fn timeouts(&self) -> &Timeouts {
@@ -414,13 +436,14 @@ impl Director {
             .scheduler
             .build(DestSet::new(&[], &self.dests), &self.cfg.sched);
         self.by_key.insert(cfg.key, id);
-        entry.insert(Service {
+        let svc = entry.insert(Service {
             id,
             config: cfg,
             order: Vec::new(),
             sched,
             stats: Stats::default(),
         });
+        Self::apply_expiration(&self.cfg.sysctl, svc);
         Ok(id)
     }
 
@@ -437,12 +460,16 @@ impl Director {
         cfg.validate()?;
         let sid = self.service_id(&cfg.key)?;
         let svc = &mut self.services[sid.index()];
-        if svc.config.scheduler != cfg.scheduler {
+        let rebuild = svc.config.scheduler != cfg.scheduler;
+        if rebuild {
             svc.sched = cfg
                 .scheduler
                 .build(DestSet::new(&svc.order, &self.dests), &self.cfg.sched);
         }
         svc.config = cfg;
+        if rebuild {
+            Self::apply_expiration(&self.cfg.sysctl, svc);
+        }
         Ok(())
     }
 
@@ -741,14 +768,12 @@ impl Director {
         let set = DestSet::new(&svc.order, &self.dests);
         let pos = svc.sched.schedule(set, &mut input)?;
         let id = *svc.order.get(pos)?;
-        // A scheduler must never pick an unschedulable server: a bug in tests,
-        // a refused connection (never a forward to it) in production.
-        let ok = self.dests[id.index()].schedulable();
-        debug_assert!(
-            ok,
-            "{} picked an unschedulable server",
-            svc.config.scheduler
-        );
+        // A scheduler must never pick an unschedulable server (lblc's cache hit
+        // excepted, as in the kernel): a bug in tests, a refusal in production.
+        let d = &self.dests[id.index()];
+        let kind = svc.config.scheduler;
+        let ok = d.schedulable() || (kind.may_pick_overloaded() && d.weight() > 0);
+        debug_assert!(ok, "{kind} picked an unschedulable server");
         ok.then_some(id)
     }
 

@@ -327,7 +327,10 @@ fn fwmark_services_share_one_template_across_ports() {
 fn quiesced_template_is_invalidated_only_with_the_sysctl() {
     for expire_quiescent in [false, true] {
         let mut d = Director::default();
-        d.sysctl_mut().expire_quiescent_template = expire_quiescent;
+        d.set_sysctl(Sysctl {
+            expire_quiescent_template: expire_quiescent,
+            ..*d.sysctl()
+        });
         let key = tcp_svc(80);
         let mut cfg = ServiceConfig::new(key);
         cfg.scheduler = SchedulerKind::Rr;
@@ -358,7 +361,10 @@ fn removed_dest_drops_or_reschedules_by_expire_nodest_conn() {
             &[("192.168.0.2", 1), ("192.168.0.3", 1)],
             Forward::Masq,
         );
-        d.sysctl_mut().expire_nodest_conn = nodest;
+        d.set_sysctl(Sysctl {
+            expire_nodest_conn: nodest,
+            ..*d.sysctl()
+        });
         let t = Time::ZERO;
         let to = nat_conn(&mut d, "203.0.113.1", 7, t, false).unwrap();
         d.delete_dest(&key, to, 80, t).unwrap();

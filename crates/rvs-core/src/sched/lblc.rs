@@ -46,14 +46,14 @@
 //! lookup finds no usable server and replaces it. (A server re-added while still in
 //! the kernel's trash would make its old entries valid again; rvs starts afresh.)
 //!
-//! Deliberate deviation: the kernel does not test the cached server's OVERLOAD
-//! flag (upper connection threshold). rvs never returns an OVERLOADed server (the
-//! invariant of [`super`]), so such a cached server is treated as unusable and
-//! replaced by the wlc pick, which skips it.
+//! As in the kernel, a cache hit does not test the server's OVERLOAD flag (its
+//! upper connection threshold): a cached server keeps its addresses past `-x`.
+//! The real IPVS does this (tests/golden/lblc.golden records it); it is the one
+//! exception to "never an overloaded pick", see [`SchedulerKind::may_pick_overloaded`].
 //!
 //! Invariants: `schedule` returns only an in-range position of a destination with
-//! weight > 0 and not OVERLOADed; every position it reads from its own state is
-//! checked against the current list first.
+//! weight > 0 that is not OVERLOADed unless it came from the cache; every position
+//! it reads from its own state is checked against the current list first.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -410,17 +410,21 @@ impl LocalityLeastConnection {
         self.table.get(addr).and_then(|e| e.dest)
     }
 
-    /// The cached server's position if the kernel would use it (available,
-    /// weight > 0, not overloaded in lblc's sense) and it is not OVERLOADed.
+    /// The cached server's position if the kernel would use it: available,
+    /// weight > 0, not overloaded in lblc's sense (its OVERLOAD flag is not read).
     fn usable(&self, dests: DestSet<'_>, id: DestId) -> Option<usize> {
         let pos = self.view.position(dests, id)?;
         let d = dests.get(pos);
-        let ok = d.available && d.weight() > 0 && !d.overloaded && !self.view.is_overloaded(d);
+        let ok = d.available && d.weight() > 0 && !self.view.is_overloaded(d);
         ok.then_some(pos)
     }
 }
 
 impl Scheduler for LocalityLeastConnection {
+    fn set_expiration(&mut self, expiration: Span) {
+        LocalityLeastConnection::set_expiration(self, expiration);
+    }
+
     fn kind(&self) -> SchedulerKind {
         SchedulerKind::Lblc
     }
@@ -593,10 +597,10 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn quiesced_or_threshold_overloaded_cached_server_is_replaced() {
+    fn quiesced_cached_server_is_replaced_threshold_overloaded_is_kept() {
         let mut fx = fixture(&[(1, 0, 0, false), (1, 0, 0, false)]);
         let mut s = LocalityLeastConnection::new(fx.set(), DEFAULT_EXPIRATION);
-        let (a, b) = (ip(1), ip(2));
+        let (a, b, c) = (ip(1), ip(2), ip(3));
         assert_eq!(sched_at(&mut s, &fx, a, Time::ZERO), Some(0));
         assert_eq!(sched_at(&mut s, &fx, b, Time::ZERO), Some(0));
         fx.dest_mut(0).config.weight = 0;
@@ -605,7 +609,10 @@ pub(crate) mod tests {
         fx.dest_mut(0).config.weight = 1;
         fx.dest_mut(0).overloaded = true;
         s.dests_changed(fx.set(), DestChange::Updated(0));
-        assert_eq!(sched_at(&mut s, &fx, b, Time::ZERO), Some(1));
+        // The kernel keeps a cached server past its upper threshold...
+        assert_eq!(sched_at(&mut s, &fx, b, Time::ZERO), Some(0));
+        // ...but a new address goes to wlc, which skips it.
+        assert_eq!(sched_at(&mut s, &fx, c, Time::ZERO), Some(1));
     }
 
     #[test]
@@ -614,8 +621,8 @@ pub(crate) mod tests {
         let mut s = LocalityLeastConnection::new(fx.set(), DEFAULT_EXPIRATION);
         let a = ip(3);
         assert_eq!(sched_at(&mut s, &fx, a, Time::ZERO), Some(0));
-        fx.dest_mut(0).overloaded = true;
-        s.load_changed(fx.set(), 0);
+        fx.dest_mut(0).config.weight = 0;
+        s.dests_changed(fx.set(), DestChange::Updated(0));
         assert_eq!(sched_at(&mut s, &fx, a, Time::from_secs(5)), None);
         assert_eq!(s.cached(a), Some(fx.order[0]));
         assert_eq!(s.table.get(a).map(|e| e.lastuse), Some(Time::from_secs(5)));
@@ -821,7 +828,7 @@ pub(crate) mod tests {
             if let Some(Some(id)) = self.cache.get(&addr) {
                 if let Some(pos) = dests.iter().position(|d| d.id == *id) {
                     let d = dests.get(pos);
-                    if d.weight() > 0 && !d.overloaded && !Self::overloaded(dests, d) {
+                    if d.weight() > 0 && !Self::overloaded(dests, d) {
                         return Some(pos);
                     }
                 }
@@ -900,7 +907,7 @@ pub(crate) mod tests {
 
     proptest! {
         #[test]
-        fn picks_match_the_kernel_reference_and_are_always_usable(
+        fn picks_match_the_kernel_reference_and_never_a_quiesced_server(
             spec in prop::collection::vec((0u32..6, 0u32..8, 0u32..8, prop::bool::weighted(0.2)), 0..10),
             ops in ops(),
         ) {
@@ -919,7 +926,7 @@ pub(crate) mod tests {
                     let got = sched_at(&mut s, &fx, addr, now);
                     if let Some(p) = got {
                         prop_assert!(p < fx.order.len());
-                        prop_assert!(fx.set().get(p).schedulable());
+                        prop_assert!(fx.set().get(p).weight() > 0);
                     }
                     let want = r.schedule(fx.set(), addr);
                     prop_assert_eq!(got, want);

@@ -184,6 +184,10 @@ impl LocalityLeastConnectionReplicated {
 }
 
 impl Scheduler for LocalityLeastConnectionReplicated {
+    fn set_expiration(&mut self, expiration: Span) {
+        LocalityLeastConnectionReplicated::set_expiration(self, expiration);
+    }
+
     fn kind(&self) -> SchedulerKind {
         SchedulerKind::Lblcr
     }
