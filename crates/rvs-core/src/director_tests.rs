@@ -589,3 +589,66 @@ fn invariants_hold_through_a_mixed_workload() {
     d.check_invariants().unwrap();
     assert_eq!(d.conn_count(), 0);
 }
+
+#[test]
+fn port_zero_persistence_uses_the_port_zero_template_for_every_port() {
+    let mut d = Director::default();
+    let key = tcp_svc(0);
+    let mut cfg = ServiceConfig::new(key);
+    cfg.scheduler = SchedulerKind::Rr;
+    cfg.persistence = Some(Persistence::default_for(Family::V4));
+    d.add_service(cfg).unwrap();
+    for a in ["192.168.0.2", "192.168.0.3"] {
+        d.add_dest(&key, dest(a, 0, 1, Forward::Route)).unwrap();
+    }
+    let t = Time::ZERO;
+    let c = ip("203.0.113.7");
+    let picks: Vec<_> = [80u16, 443, 8080]
+        .iter()
+        .map(|&port| d.handle_in(&Packet::tcp(c, 1000 + port, vip(), port, TcpFlags::SYN), t))
+        .collect();
+    for (v, port) in picks.iter().zip([80u16, 443, 8080]) {
+        // Same server, and the connection keeps the packet's port (dest port 0).
+        assert!(
+            matches!(v, InVerdict::Forward(f) if f.daddr == ip("192.168.0.3") && f.dport == port)
+        );
+    }
+    let tpl: Vec<_> = d.conns().filter(|(_, c)| c.flags.template).collect();
+    assert_eq!(tpl.len(), 1);
+    let (_, t0) = tpl[0];
+    assert_eq!(
+        (t0.key.proto, t0.key.cport, t0.key.vport, t0.dport),
+        (6, 0, 0, 0)
+    );
+    assert_eq!(t0.n_control, 3);
+}
+
+mod shares {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// With every connection held open, the weighted least-connection
+        /// schedulers give each server exactly k times its weight after k rounds
+        /// of the total weight (greedy apportionment by active/weight).
+        #[test]
+        fn held_connections_follow_the_weights(
+            weights in prop::collection::vec(1u32..6, 1..6),
+            rounds in 1u32..4,
+            sched in prop_oneof![Just(SchedulerKind::Wlc), Just(SchedulerKind::Sed)],
+        ) {
+            let names: Vec<String> = (0..weights.len()).map(|i| format!("192.168.0.{}", i + 2)).collect();
+            let spec: Vec<(&str, u32)> = names.iter().map(String::as_str).zip(weights.iter().copied()).collect();
+            let (mut d, _) = setup(sched, &spec, Forward::Masq);
+            let total: u32 = weights.iter().sum();
+            for i in 0..rounds * total {
+                let got = nat_conn(&mut d, "203.0.113.1", 1000 + i as u16, Time::ZERO, false);
+                prop_assert!(got.is_some());
+            }
+            for (name, w) in spec {
+                prop_assert_eq!(counts(&d, name).0, rounds * w, "{} weight {}", name, w);
+            }
+        }
+    }
+}
