@@ -166,6 +166,18 @@ pub struct Packet {
 }
 
 impl Packet {
+    /// The client-side tuple this packet is looked up by.
+    pub fn conn_key(&self) -> ConnKey {
+        ConnKey {
+            proto: self.proto,
+            template: false,
+            caddr: self.saddr,
+            cport: self.sport,
+            vaddr: self.daddr,
+            vport: self.dport,
+        }
+    }
+
     pub fn tcp(saddr: IpAddr, sport: u16, daddr: IpAddr, dport: u16, flags: TcpFlags) -> Self {
         Packet {
             proto: Protocol::Tcp.number(),
@@ -789,20 +801,13 @@ impl Director {
         if p.sport == FTP_DATA_PORT {
             return Err(InVerdict::Pass);
         }
-        let svc = &self.services[sid.index()];
-        let cfg = svc.config.clone();
-        let svc_port = cfg.key.port();
+        let cfg = &self.services[sid.index()].config;
+        let (svc_key, persistence) = (cfg.key, cfg.persistence);
+        let svc_port = svc_key.port();
         let one_packet = cfg.one_packet && proto == Protocol::Udp;
-        let key = ConnKey {
-            proto: p.proto,
-            template: false,
-            caddr: p.saddr,
-            cport: p.sport,
-            vaddr: p.daddr,
-            vport: p.dport,
-        };
-        let Some(persist) = cfg.persistence else {
-            if cfg.key.fwmark().is_none() && p.dport != svc_port {
+        let key = p.conn_key();
+        let Some(persist) = persistence else {
+            if svc_key.fwmark().is_none() && p.dport != svc_port {
                 return Err(self.leave(sid, p));
             }
             let Some(dest) = self.schedule_dest(sid, p, now) else {
@@ -822,7 +827,7 @@ impl Director {
                 p.daddr,
                 if svc_port != FTP_PORT { p.dport } else { 0 },
             )
-        } else if let ServiceKey::Fwmark { mark, family } = cfg.key {
+        } else if let ServiceKey::Fwmark { mark, family } = svc_key {
             (PROTO_IP, fwmark_addr(mark, family), 0)
         } else {
             (p.proto, p.daddr, 0)
@@ -1056,14 +1061,7 @@ impl Director {
         let Some(proto) = Protocol::from_number(p.proto) else {
             return InVerdict::Pass;
         };
-        let key = ConnKey {
-            proto: p.proto,
-            template: false,
-            caddr: p.saddr,
-            cport: p.sport,
-            vaddr: p.daddr,
-            vport: p.dport,
-        };
+        let key = p.conn_key();
         let mut found = self.conns.lookup_in(&key);
         let opens = match proto {
             Protocol::Tcp => p.tcp.syn,
