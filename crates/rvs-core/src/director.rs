@@ -297,6 +297,9 @@ pub struct Director {
     total: Stats,
     next_estimation: Option<Time>,
     due: Vec<ConnId>,
+    /// A destination was deleted with expire_nodest_conn on: its entries go at
+    /// the next `handle_timeout` (the kernel queues this work one jiffy later).
+    nodest_flush: bool,
 }
 
 impl std::fmt::Debug for Director {
@@ -330,6 +333,7 @@ impl Director {
             total: Stats::default(),
             next_estimation: None,
             due: Vec::new(),
+            nodest_flush: false,
         }
     }
 
@@ -505,6 +509,9 @@ impl Director {
 
     fn move_to_trash(&mut self, service: ServiceKey, id: DestId, now: Time) {
         self.dests[id.index()].available = false;
+        if self.cfg.sysctl.expire_nodest_conn {
+            self.nodest_flush = true;
+        }
         if self.trash.is_empty() {
             self.trash_timer = Some(now + Span::from_millis(TRASH_PERIOD.as_millis() / 2));
         }
@@ -1192,6 +1199,9 @@ impl Director {
     /// `on_expired`), runs the rate estimator every 2 s, scheduler housekeeping
     /// and the destination trash.
     pub fn handle_timeout(&mut self, now: Time, mut on_expired: impl FnMut(ConnId, &Conn)) {
+        if std::mem::take(&mut self.nodest_flush) {
+            self.flush_nodest(&mut on_expired);
+        }
         let mut due = std::mem::take(&mut self.due);
         due.clear();
         self.conns.due(now, &mut due);
@@ -1222,6 +1232,42 @@ impl Director {
             if now >= t {
                 self.expire_trash(now);
             }
+        }
+    }
+
+    /// `ip_vs_expire_nodest_conn_flush`: deletes every entry whose destination
+    /// was removed and that controls nothing, then its template if that no longer
+    /// controls anything.
+    fn flush_nodest(&mut self, on_expired: &mut impl FnMut(ConnId, &Conn)) {
+        let victims: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                c.n_control == 0 && self.dests.get(c.dest.index()).is_some_and(|d| !d.available)
+            })
+            .map(|(id, _)| id)
+            .collect();
+        for id in victims {
+            let Some(c) = self.conns.get(id) else {
+                continue;
+            };
+            if c.n_control != 0 {
+                continue;
+            }
+            let control = c.control();
+            self.delete_conn(id, on_expired);
+            if let Some(ct) = control {
+                if self.conns.get(ct).is_some_and(|t| t.n_control == 0) {
+                    self.delete_conn(ct, on_expired);
+                }
+            }
+        }
+    }
+
+    fn delete_conn(&mut self, id: ConnId, on_expired: &mut impl FnMut(ConnId, &Conn)) {
+        if let Some(conn) = self.conns.remove(id) {
+            self.unbind(&conn);
+            on_expired(id, &conn);
         }
     }
 

@@ -368,15 +368,20 @@ fn removed_dest_drops_or_reschedules_by_expire_nodest_conn() {
         let t = Time::ZERO;
         let to = nat_conn(&mut d, "203.0.113.1", 7, t, false).unwrap();
         d.delete_dest(&key, to, 80, t).unwrap();
+        let mut flushed = 0;
+        d.handle_timeout(t, |_, _| flushed += 1);
         let next = d.handle_in(
             &Packet::tcp(ip("203.0.113.1"), 7, vip(), 80, TcpFlags::ACK),
             t,
         );
         if nodest {
-            // The entry is expired; a bare ACK cannot open a new connection.
+            // Flushed right after the delete, as 6.1 does (nodest.golden);
+            // a bare ACK cannot open a new connection.
+            assert_eq!(flushed, 1);
             assert_eq!(next, InVerdict::Pass);
             assert_eq!(d.conn_count(), 0);
         } else {
+            assert_eq!(flushed, 0);
             assert_eq!(next, InVerdict::Drop);
             assert_eq!(d.conn_count(), 1);
         }

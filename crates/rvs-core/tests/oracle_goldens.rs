@@ -31,8 +31,8 @@ use std::path::{Path, PathBuf};
 
 use rvs_core::{
     DestConfig, Director, Family, Forward, InVerdict, Packet, Persistence, Protocol, SchedFlags,
-    SchedulerKind, ServiceConfig, ServiceKey, Span, TcpFlags, Time, TunnelConfig, TunnelCsum,
-    TunnelKind,
+    SchedulerKind, ServiceConfig, ServiceKey, SockAddrDisplay, Span, TcpFlags, Time, TunnelConfig,
+    TunnelCsum, TunnelKind,
 };
 
 const EXPIRE_SLACK_SECS: i64 = 2;
@@ -278,11 +278,36 @@ fn fwmark_of(daddr: IpAddr) -> u32 {
 /// An address and port.
 type Endpoint = (IpAddr, u16);
 
+/// A held TCP connection: the virtual service it dialled, the real server, and
+/// whether the director sees the server's packets (NAT) or not (DR/TUN).
+#[derive(Clone, Copy)]
+struct Held {
+    vip: Endpoint,
+    rs: Endpoint,
+    sees_replies: bool,
+}
+
+/// One packet of an exchange: from the client (in) or from the server (out).
+#[derive(Clone, Copy)]
+enum Step {
+    In(TcpFlags),
+    Out(TcpFlags),
+}
+
+const ACK: TcpFlags = TcpFlags::ACK;
+const FIN: TcpFlags = TcpFlags::FIN_ACK;
+const RST: TcpFlags = TcpFlags {
+    syn: false,
+    fin: false,
+    ack: false,
+    rst: true,
+};
+
 struct Replay {
     d: Director,
     name: String,
     /// Held TCP connections: client -> (vip, real server).
-    held: HashMap<Endpoint, (Endpoint, Endpoint)>,
+    held: HashMap<Endpoint, Held>,
     current: Option<ServiceKey>,
     dest_block: Vec<String>,
     lnc: Option<(Time, Vec<String>)>,
@@ -361,14 +386,15 @@ impl Replay {
         let mut got = Vec::new();
         for s in self.d.services() {
             let name = match s.config.key {
-                ServiceKey::Addr { proto, addr, port } => format!("{proto}/{addr}:{port}"),
+                ServiceKey::Addr { proto, addr, port } => {
+                    format!("{proto}/{}", SockAddrDisplay(addr, port))
+                }
                 ServiceKey::Fwmark { mark, .. } => format!("FWM/{mark}"),
             };
             for (pos, x) in self.d.dests_of(s).enumerate() {
                 got.push(format!(
-                    "{name} #{pos} {}:{} {} {} {} {}",
-                    x.config.addr,
-                    x.config.port,
+                    "{name} #{pos} {} {} {} {} {}",
+                    SockAddrDisplay(x.config.addr, x.config.port),
                     x.config.forward.name(),
                     x.weight(),
                     x.config.u_threshold,
@@ -405,14 +431,11 @@ impl Replay {
                 };
                 (
                     format!(
-                        "{pro} {} {}:{} {}:{} {}:{}",
+                        "{pro} {} {} {} {}",
                         self.d.state_name(c),
-                        c.key.caddr,
-                        c.key.cport,
-                        c.key.vaddr,
-                        c.key.vport,
-                        c.daddr,
-                        c.dport
+                        SockAddrDisplay(c.key.caddr, c.key.cport),
+                        SockAddrDisplay(c.key.vaddr, c.key.vport),
+                        SockAddrDisplay(c.daddr, c.dport)
                     ),
                     rem,
                     late,
@@ -508,6 +531,7 @@ impl Replay {
                         "expire_quiescent_template" => sc.expire_quiescent_template = on,
                         "expire_nodest_conn" => sc.expire_nodest_conn = on,
                         "sloppy_tcp" => sc.sloppy_tcp = on,
+                        "conn_reuse_mode" => sc.conn_reuse_mode = value as u8,
                         "sloppy_sctp" => sc.sloppy_sctp = on,
                         "lblc_expiration" => sc.lblc_expiration = Span::from_secs(value),
                         "lblcr_expiration" => sc.lblcr_expiration = Span::from_secs(value),
@@ -536,21 +560,81 @@ impl Replay {
                         self.fail(n, "short conn line".into());
                         continue;
                     }
-                    let refused = n > 0 && lines[n - 1].starts_with("# ECONNREFUSED");
-                    let k = if refused { "refused" } else { f[0] };
+                    let note = if n > 0 { lines[n - 1] } else { "" };
+                    let k = if note.starts_with("# ECONNREFUSED") {
+                        "refused"
+                    } else if note.starts_with("# ETIMEDOUT: IPVS forwarded it") {
+                        "follows-entry"
+                    } else if note.starts_with("# challenge-ack") {
+                        "challenge-ack"
+                    } else {
+                        f[0]
+                    };
                     let (proto, c, v, rs) = (f[1], hp(f[2]), hp(f[3]), f[5]);
                     self.current = self.service_of(proto, v);
                     self.replay_conn(n, now, k, proto, c, v, rs);
                 }
-                "close" => {
+                "close" | "abort" => {
                     let c = hp(words.next().unwrap_or(""));
-                    if let Some((v, rs)) = self.held.remove(&c) {
-                        let d = &mut self.d;
-                        d.handle_in(&packet("tcp", c, v, TcpFlags::FIN_ACK), now);
-                        d.handle_out(&packet("tcp", rs, c, TcpFlags::FIN_ACK), now);
-                        d.handle_in(&packet("tcp", c, v, TcpFlags::ACK), now);
-                    } else {
-                        self.fail(n, format!("close of unknown held connection {c:?}"));
+                    let unseen = words.next() == Some("unseen");
+                    let Some(h) = self.held.remove(&c) else {
+                        self.fail(n, format!("{kind} of unknown held connection {c:?}"));
+                        continue;
+                    };
+                    self.current = self.service_of("tcp", h.vip);
+                    let steps: &[Step] = match (kind, unseen) {
+                        ("close", _) => &[Step::In(FIN), Step::Out(FIN), Step::In(ACK)],
+                        (_, false) => &[Step::In(RST)],
+                        (_, true) => &[],
+                    };
+                    self.exchange(c, h, steps, now);
+                }
+                "send" => {
+                    // send CADDR:CPORT -> RS | none (+ "# send failed: ERR")
+                    let f: Vec<&str> = words.collect();
+                    let c = hp(f.first().copied().unwrap_or(""));
+                    let want = f.get(2).copied().unwrap_or("");
+                    let Some(h) = self.held.get(&c).copied() else {
+                        self.fail(n, format!("send on unknown held connection {c:?}"));
+                        continue;
+                    };
+                    let v = self.d.handle_in(&packet("tcp", c, h.vip, ACK), now);
+                    let note = lines.get(n + 1).copied().unwrap_or("");
+                    self.checks += 1;
+                    let ok = match v {
+                        InVerdict::Forward(fw) => {
+                            SockAddrDisplay(fw.daddr, fw.dport).to_string() == want
+                        }
+                        // Dropped: the entry's server was removed.
+                        InVerdict::Drop => want == "none" && note.contains("ETIMEDOUT"),
+                        // No entry: the host's own stack answers RST.
+                        InVerdict::Pass => want == "none" && note.contains("ECONNRESET"),
+                        InVerdict::Refuse(_) => false,
+                    };
+                    if !ok {
+                        self.fail(n, format!("send {c:?}: kernel {want} ({note}), rvs {v:?}"));
+                    }
+                    if matches!(v, InVerdict::Forward(_)) {
+                        self.exchange(c, h, &[Step::Out(ACK), Step::In(ACK)], now);
+                    }
+                    if note.contains("ECONNRESET") {
+                        self.held.remove(&c);
+                    }
+                }
+                "stats" => {
+                    let f: Vec<&str> = words.collect();
+                    let (a, p) = hp(f.first().copied().unwrap_or(""));
+                    let want: i64 = f.get(1).and_then(|x| x.parse().ok()).unwrap_or(-1);
+                    let got: Vec<i64> = self
+                        .d
+                        .services()
+                        .flat_map(|s| self.d.dests_of(s))
+                        .filter(|x| x.config.addr == a && x.config.port == p)
+                        .map(|x| x.stats.counters().conns as i64)
+                        .collect();
+                    self.checks += 1;
+                    if got != vec![want] {
+                        self.fail(n, format!("Conns of {}: kernel {want}, rvs {got:?}", f[0]));
                     }
                 }
                 "counts" => {
@@ -605,6 +689,22 @@ impl Replay {
         self.check_dest_block(lines.len());
     }
 
+    /// Sends the steps of an exchange on a connection; server packets only when
+    /// the director sees them (NAT).
+    fn exchange(&mut self, c: Endpoint, h: Held, steps: &[Step], now: Time) {
+        for step in steps {
+            match *step {
+                Step::In(fl) => {
+                    self.d.handle_in(&packet("tcp", c, h.vip, fl), now);
+                }
+                Step::Out(fl) if h.sees_replies => {
+                    self.d.handle_out(&packet("tcp", h.rs, c, fl), now);
+                }
+                Step::Out(_) => {}
+            }
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn replay_conn(
         &mut self,
@@ -612,10 +712,49 @@ impl Replay {
         now: Time,
         kind: &str,
         proto: &str,
-        c: (IpAddr, u16),
-        v: (IpAddr, u16),
+        c: Endpoint,
+        v: Endpoint,
         rs: &str,
     ) {
+        if proto == "tcp" && matches!(kind, "follows-entry" | "challenge-ack") {
+            // The SYN meets an ESTABLISHED entry: not scheduled, it follows the
+            // entry to its server, which answers with a bare ACK.
+            let verdict = self.d.handle_in(&packet(proto, c, v, TcpFlags::SYN), now);
+            let InVerdict::Forward(f) = verdict else {
+                self.fail(
+                    n,
+                    format!("SYN on a live entry was not forwarded: {verdict:?}"),
+                );
+                return;
+            };
+            let h = Held {
+                vip: v,
+                rs: (f.daddr, f.dport),
+                sees_replies: f.forward.sees_replies(),
+            };
+            self.exchange(c, h, &[Step::Out(ACK)], now);
+            if kind == "follows-entry" {
+                // The client's RSTs are dropped; it resends the SYN (1 s, 3 s).
+                self.checks += 1;
+                if SockAddrDisplay(f.daddr, f.dport).to_string() != rs {
+                    self.fail(
+                        n,
+                        format!("SYN followed the entry to {:?}, kernel {rs}", f.daddr),
+                    );
+                }
+                for later in [1000, 3000] {
+                    let t = now + Span::from_millis(later);
+                    self.d.handle_in(&packet(proto, c, v, TcpFlags::SYN), t);
+                    self.exchange(c, h, &[Step::Out(ACK)], t);
+                }
+                self.held.remove(&c);
+                return;
+            }
+            // challenge-ack: the client's RST closes the entry; its SYN again is
+            // rescheduled and the connection proceeds as usual.
+            self.exchange(c, h, &[Step::In(RST)], now);
+            self.held.remove(&c);
+        }
         let first = if proto == "udp" {
             TcpFlags::default()
         } else {
@@ -623,7 +762,7 @@ impl Replay {
         };
         let verdict = self.d.handle_in(&packet(proto, c, v, first), now);
         let got = match verdict {
-            InVerdict::Forward(f) => format!("{}:{}", f.daddr, f.dport),
+            InVerdict::Forward(f) => SockAddrDisplay(f.daddr, f.dport).to_string(),
             _ => "none".to_string(),
         };
         self.checks += 1;
@@ -637,28 +776,28 @@ impl Replay {
         let InVerdict::Forward(f) = verdict else {
             return;
         };
-        let to = (f.daddr, f.dport);
-        let d = &mut self.d;
+        let h = Held {
+            vip: v,
+            rs: (f.daddr, f.dport),
+            sees_replies: f.forward.sees_replies(),
+        };
         if proto == "udp" {
-            d.handle_out(&packet(proto, to, c, TcpFlags::default()), now);
+            if h.sees_replies {
+                self.d
+                    .handle_out(&packet(proto, h.rs, c, TcpFlags::default()), now);
+            }
             return;
         }
         if kind == "refused" {
-            let rst_ack = TcpFlags {
-                ack: true,
-                ..TcpFlags::RST
-            };
-            d.handle_out(&packet(proto, to, c, rst_ack), now);
+            let rst_ack = TcpFlags { ack: true, ..RST };
+            self.exchange(c, h, &[Step::Out(rst_ack)], now);
             return;
         }
-        d.handle_out(&packet(proto, to, c, TcpFlags::SYN_ACK), now);
-        d.handle_in(&packet(proto, c, v, TcpFlags::ACK), now);
+        self.exchange(c, h, &[Step::Out(TcpFlags::SYN_ACK), Step::In(ACK)], now);
         if kind == "closed" {
-            d.handle_in(&packet(proto, c, v, TcpFlags::FIN_ACK), now);
-            d.handle_out(&packet(proto, to, c, TcpFlags::FIN_ACK), now);
-            d.handle_in(&packet(proto, c, v, TcpFlags::ACK), now);
+            self.exchange(c, h, &[Step::In(FIN), Step::Out(FIN), Step::In(ACK)], now);
         } else {
-            self.held.insert(c, (v, to));
+            self.held.insert(c, h);
         }
     }
 }
