@@ -85,13 +85,11 @@ fn replay() {
 
 /// Found by this fuzzer (see BENCHMARKS.md, "Fuzzing"): a persistence template
 /// whose expiry is extended by a minute while it still controls a connection
-/// (`ip_vs_conn_expire` -> EXPIRE_LATER) stays in the timer-wheel slot it was
-/// first linked at, behind the wheel's cursor, so it is next examined only when
-/// that slot comes round again (up to 4096 ticks = ~17.5 min later) instead of at
-/// its new expiry. Ignored until `ConnTable::rearm` relinks entries that sit
-/// behind the cursor.
+/// (`ip_vs_conn_expire` -> EXPIRE_LATER) stayed in the timer-wheel slot it was
+/// first linked at, behind the wheel's cursor, so it was next examined only when
+/// that slot came round again (up to 4096 ticks = ~17.5 min later). Fixed in
+/// `ConnTable::rearm`, which now relinks entries that sit behind the cursor.
 #[test]
-#[ignore = "known issue: extended template expires late (ConnTable::rearm)"]
 fn extended_template_expires_on_time() {
     use rvs_core::{
         DestConfig, Director, Packet, Persistence, Protocol, ServiceConfig, ServiceKey, TcpFlags,

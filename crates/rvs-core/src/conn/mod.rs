@@ -318,7 +318,11 @@ impl ConnTable {
         let expires = now + c.timeout();
         c.expires = expires;
         let t = tick_of(expires).max(self.wheel_cursor);
-        if t < c.linked_tick {
+        // Relink when the new expiry is earlier than the slot, or when the entry
+        // sits behind the cursor (it was due and is being kept: an expiring
+        // template that still controls connections), else it would wait a
+        // whole revolution of the wheel.
+        if t < c.linked_tick || c.linked_tick < self.wheel_cursor {
             self.unlink(id.0);
             self.link(id.0, t);
         }

@@ -12,7 +12,8 @@
 //!
 //! Invariant: `nodes[1]` is the pick for the current loads, provided the owner
 //! calls `update` after any change to one destination's load or flags and
-//! `rebuild` after any change to the list.
+//! `rebuild` after any change to the list. An update climbs only while the
+//! winners it meets change or are the updated destination itself.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -117,9 +118,14 @@ impl LoadTree {
         };
         while i > 1 {
             i /= 2;
-            // Climb to the root even when a node's winner is unchanged: that
-            // winner's load may have changed, which can change its ancestors.
-            self.nodes[i] = Self::pick::<O>(dests, self.nodes[2 * i], self.nodes[2 * i + 1]);
+            let old = self.nodes[i];
+            let won = Self::pick::<O>(dests, self.nodes[2 * i], self.nodes[2 * i + 1]);
+            self.nodes[i] = won;
+            // Only `pos` changed: a node whose winner is the same destination as
+            // before, and not `pos`, compares exactly as before all the way up.
+            if won == old && won != pos as u32 {
+                break;
+            }
         }
     }
 

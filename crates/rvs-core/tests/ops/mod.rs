@@ -27,16 +27,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use rvs_core::director::SctpInfo;
 use rvs_core::{
-    Conn, ConnId, DestConfig, DestId, Director, DirectorConfig, Family, Forward, InVerdict,
-    OutVerdict, Packet, Persistence, Protocol, SchedFlags, SchedulerKind, ServiceConfig,
-    ServiceKey, Sysctl, TcpFlags, Time, TunnelConfig, TunnelCsum, TunnelKind,
+    ConnId, DestConfig, DestId, Director, DirectorConfig, Family, Forward, InVerdict, OutVerdict,
+    Packet, Persistence, Protocol, SchedFlags, SchedulerKind, ServiceConfig, ServiceKey, Span,
+    Sysctl, TcpFlags, Time, TunnelConfig, TunnelCsum, TunnelKind,
 };
-
-/// Known issue (see `extended_template_expires_on_time` in tests/ops_fuzz.rs): a
-/// template extended by `EXPIRE_LATER` can be expired up to one wheel turn late.
-/// While it stands, the post-`handle_timeout` expiry check skips templates; set
-/// this to `false` once `ConnTable::rearm` is fixed.
-pub const TOLERATE_LATE_TEMPLATE_EXPIRY: bool = true;
 
 /// Reads values from the fuzzer's bytes; once they run out every read is 0.
 pub struct Bytes<'a> {
@@ -321,6 +315,8 @@ fn sysctl(b: &mut Bytes<'_>) -> Sysctl {
         sloppy_tcp: f & 4 != 0,
         sloppy_sctp: f & 8 != 0,
         secure_tcp: f & 16 != 0,
+        lblc_expiration: Span::from_secs(u64::from(b.u8()) * 60),
+        lblcr_expiration: Span::from_secs(u64::from(b.u8()) * 60),
     }
 }
 
@@ -602,8 +598,7 @@ fn step_once(d: &mut Director, now: &mut Time, max_dest: &mut u32, op: &Op) -> R
             if let Some(id) = expired.iter().find(|id| d.conn(**id).is_some()) {
                 return Err(format!("{id:?} reported expired is still tracked"));
             }
-            let checked = |c: &Conn| !(TOLERATE_LATE_TEMPLATE_EXPIRY && c.flags.template);
-            if let Some((id, c)) = d.conns().find(|(_, c)| c.expires <= t && checked(c)) {
+            if let Some((id, c)) = d.conns().find(|(_, c)| c.expires <= t) {
                 return Err(format!(
                     "after handle_timeout({t}) {id:?} still expires at {}: {c:?}",
                     c.expires
@@ -621,7 +616,7 @@ fn step_once(d: &mut Director, now: &mut Time, max_dest: &mut u32, op: &Op) -> R
             false
         }
         Op::Sysctl(s) => {
-            *d.sysctl_mut() = *s;
+            d.set_sysctl(*s);
             false
         }
     };
