@@ -131,7 +131,7 @@ impl SchedulerKind {
             SchedulerKind::Dh => Box::new(dh::DestinationHashing::new(dests)),
             SchedulerKind::Sh => Box::new(sh::SourceHashing::new(dests, params.sh_tab_bits)),
             SchedulerKind::Mh => Box::new(mh::MaglevHashing::new(dests, params.mh_tab_size)),
-            SchedulerKind::Twos => Box::new(twos::TwoChoices::new()),
+            SchedulerKind::Twos => Box::new(twos::TwoChoices::new(dests)),
         }
     }
 }

@@ -28,6 +28,11 @@
 //! weights of at most 65535 unless a service has over 32768 destinations); a `total`
 //! above `u32::MAX` is clamped to it.
 //!
+//! Beyond the kernel: the two walks are O(n); here the eligible weights live in a
+//! prefix-sum tree kept current by `load_changed`/`dests_changed`, and each draw
+//! is resolved in O(log n) to the same destination the walk reaches (tested
+//! against [`schedule_linear`], the kernel's walk).
+//!
 //! Invariant: `schedule` returns only an in-range position of an eligible
 //! destination.
 
@@ -56,13 +61,102 @@ fn eligible(d: &Dest) -> bool {
     !d.overloaded && d.weight() > 0
 }
 
+/// Prefix sums of the eligible weights by list position (a Fenwick tree), so
+/// that the total and "the first destination whose running sum reaches r" cost
+/// O(log n) instead of the kernel's walk of the list.
 #[derive(Debug, Default)]
-pub struct TwoChoices;
+struct WeightSums {
+    /// 1-based Fenwick array over positions.
+    tree: Vec<u64>,
+    /// The weight each position contributes now (0 if not eligible).
+    contrib: Vec<u64>,
+}
+
+impl WeightSums {
+    fn rebuild(&mut self, dests: DestSet<'_>) {
+        let n = dests.len();
+        self.contrib.clear();
+        self.contrib.extend(dests.iter().map(|d| {
+            if eligible(d) {
+                u64::from(d.weight())
+            } else {
+                0
+            }
+        }));
+        self.tree.clear();
+        self.tree.resize(n + 1, 0);
+        for i in 1..=n {
+            self.tree[i] += self.contrib[i - 1];
+            let parent = i + (i & i.wrapping_neg());
+            if parent <= n {
+                self.tree[parent] += self.tree[i];
+            }
+        }
+    }
+
+    fn set(&mut self, pos: usize, value: u64) {
+        let n = self.contrib.len();
+        let Some(old) = self.contrib.get_mut(pos) else {
+            return;
+        };
+        let old_v = std::mem::replace(old, value);
+        let mut i = pos + 1;
+        while i <= n {
+            self.tree[i] = self.tree[i] - old_v + value;
+            i += i & i.wrapping_neg();
+        }
+    }
+
+    fn total(&self) -> u64 {
+        let mut i = self.contrib.len();
+        let mut sum = 0;
+        while i > 0 {
+            sum += self.tree[i];
+            i -= i & i.wrapping_neg();
+        }
+        sum
+    }
+
+    /// The smallest position whose running sum is at least `target` (>= 1).
+    fn first_reaching(&self, target: u64) -> Option<usize> {
+        let n = self.contrib.len();
+        let mut pos = 0;
+        let mut rem = target;
+        let mut step = if n == 0 {
+            0
+        } else {
+            1 << (usize::BITS - 1 - n.leading_zeros())
+        };
+        while step > 0 {
+            let next = pos + step;
+            if next <= n && self.tree[next] < rem {
+                pos = next;
+                rem -= self.tree[next];
+            }
+            step >>= 1;
+        }
+        (pos < n).then_some(pos)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct TwoChoices {
+    sums: WeightSums,
+}
 
 impl TwoChoices {
-    pub fn new() -> Self {
-        TwoChoices
+    pub fn new(dests: DestSet<'_>) -> Self {
+        let mut t = TwoChoices::default();
+        t.sums.rebuild(dests);
+        t
     }
+}
+
+/// The walk of the kernel: subtract each eligible weight from `r` in list order
+/// and stop where it reaches 0 or below. It ends at the first eligible position
+/// whose running sum reaches `max(r, 1)`.
+fn walk_target(r: u32) -> u64 {
+    u64::from(r.max(1))
 }
 
 impl Scheduler for TwoChoices {
@@ -70,47 +164,87 @@ impl Scheduler for TwoChoices {
         SchedulerKind::Twos
     }
 
-    fn schedule(&mut self, dests: DestSet<'_>, input: &mut SchedInput<'_>) -> Option<usize> {
-        let mut total: u64 = 0;
-        let mut last = None;
-        for (pos, d) in dests.iter().enumerate() {
-            if eligible(d) {
-                total += u64::from(d.weight());
-                last = Some(pos);
-            }
-        }
-        let last = last?;
-        let ceil = u32::try_from(total + 1).unwrap_or(u32::MAX);
-        let mut r1 = i64::from(random_below(input.rng, ceil));
-        let mut r2 = i64::from(random_below(input.rng, ceil));
+    fn dests_changed(&mut self, dests: DestSet<'_>, _change: super::DestChange) {
+        self.sums.rebuild(dests);
+    }
 
-        let (mut c1, mut c2): (Option<usize>, Option<usize>) = (None, None);
-        for (pos, d) in dests.iter().enumerate() {
-            if !eligible(d) {
-                continue;
-            }
-            let w = i64::from(d.weight());
-            r1 -= w;
-            r2 -= w;
-            if r1 <= 0 && c1.is_none() {
-                c1 = Some(pos);
-            }
-            if r2 <= 0 && c2.is_none() {
-                c2 = Some(pos);
-            }
-            if c1.is_some() && c2.is_some() {
-                break;
-            }
+    fn load_changed(&mut self, dests: DestSet<'_>, pos: usize) {
+        if pos >= dests.len() || dests.len() != self.sums.contrib.len() {
+            self.sums.rebuild(dests);
+            return;
         }
-
-        let (Some(p1), Some(p2)) = (c1, c2) else {
-            return Some(c1.unwrap_or(last));
+        let d = dests.get(pos);
+        let want = if eligible(d) {
+            u64::from(d.weight())
+        } else {
+            0
         };
+        if self.sums.contrib[pos] != want {
+            self.sums.set(pos, want);
+        }
+    }
+
+    fn schedule(&mut self, dests: DestSet<'_>, input: &mut SchedInput<'_>) -> Option<usize> {
+        if dests.len() != self.sums.contrib.len() {
+            self.sums.rebuild(dests);
+        }
+        let total = self.sums.total();
+        if total == 0 {
+            return None;
+        }
+        let ceil = u32::try_from(total + 1).unwrap_or(u32::MAX);
+        let r1 = random_below(input.rng, ceil);
+        let r2 = random_below(input.rng, ceil);
+        let p1 = self.sums.first_reaching(walk_target(r1))?;
+        let p2 = self.sums.first_reaching(walk_target(r2))?;
         let (d1, d2) = (dests.get(p1), dests.get(p2));
         let lhs = u128::from(d2.weight()) * u128::from(d1.conn_overhead());
         let rhs = u128::from(d1.weight()) * u128::from(d2.conn_overhead());
         Some(if lhs > rhs { p2 } else { p1 })
     }
+}
+
+/// The kernel's two walks over the list, exactly as ip_vs_twos.c does them; the
+/// reference the tree-backed scheduler is tested against.
+#[cfg(test)]
+pub(crate) fn schedule_linear(dests: DestSet<'_>, rng: &mut dyn RandomSource) -> Option<usize> {
+    let mut total: u64 = 0;
+    let mut last = None;
+    for (pos, d) in dests.iter().enumerate() {
+        if eligible(d) {
+            total += u64::from(d.weight());
+            last = Some(pos);
+        }
+    }
+    let last = last?;
+    let ceil = u32::try_from(total + 1).unwrap_or(u32::MAX);
+    let mut r1 = i64::from(random_below(rng, ceil));
+    let mut r2 = i64::from(random_below(rng, ceil));
+    let (mut c1, mut c2): (Option<usize>, Option<usize>) = (None, None);
+    for (pos, d) in dests.iter().enumerate() {
+        if !eligible(d) {
+            continue;
+        }
+        let w = i64::from(d.weight());
+        r1 -= w;
+        r2 -= w;
+        if r1 <= 0 && c1.is_none() {
+            c1 = Some(pos);
+        }
+        if r2 <= 0 && c2.is_none() {
+            c2 = Some(pos);
+        }
+        if c1.is_some() && c2.is_some() {
+            break;
+        }
+    }
+    let (Some(p1), Some(p2)) = (c1, c2) else {
+        return Some(c1.unwrap_or(last));
+    };
+    let (d1, d2) = (dests.get(p1), dests.get(p2));
+    let lhs = u128::from(d2.weight()) * u128::from(d1.conn_overhead());
+    let rhs = u128::from(d1.weight()) * u128::from(d2.conn_overhead());
+    Some(if lhs > rhs { p2 } else { p1 })
 }
 
 #[cfg(test)]
@@ -144,7 +278,7 @@ mod tests {
     }
 
     fn run(fx: &Fixture, seq: &mut Seq) -> Option<usize> {
-        TwoChoices::new().schedule(fx.set(), &mut input(seq))
+        TwoChoices::new(fx.set()).schedule(fx.set(), &mut input(seq))
     }
 
     // With total = 11: (11 * 0x6000_0000) >> 32 = 4 (low half 2^29), and
@@ -254,6 +388,39 @@ mod tests {
     }
 
     proptest! {
+        /// The prefix-sum tree picks what the kernel's walk picks, draw for
+        /// draw, while loads, overload flags and weights change.
+        #[test]
+        fn tree_equals_the_kernels_walk(
+            spec in prop::collection::vec(
+                (prop_oneof![Just(0u32), 1u32..4, 1u32..70_000], 0u32..50, 0u32..500, prop::bool::weighted(0.3)),
+                1..40,
+            ),
+            changes in prop::collection::vec((0usize..40, 0u32..50, prop::bool::weighted(0.3), 0u32..5), 0..80),
+            seed in any::<u64>(),
+        ) {
+            let mut fx = fixture(&spec);
+            let mut s = TwoChoices::new(fx.set());
+            let (mut a, mut b) = (XorShiftRandom::new(seed), XorShiftRandom::new(seed));
+            for (pos, active, ov, w) in changes {
+                let pos = pos % spec.len();
+                {
+                    let d = fx.dest_mut(pos);
+                    d.active_conns = active;
+                    d.overloaded = ov;
+                }
+                if w == 0 {
+                    fx.dest_mut(pos).config.weight = (active % 3) * 1000;
+                    s.dests_changed(fx.set(), super::super::DestChange::Updated(pos));
+                } else {
+                    s.load_changed(fx.set(), pos);
+                }
+                let got = s.schedule(fx.set(), &mut input(&mut a));
+                let want = schedule_linear(fx.set(), &mut b);
+                prop_assert_eq!(got, want);
+            }
+        }
+
         #[test]
         fn always_an_eligible_in_range_server(
             spec in prop::collection::vec(
@@ -267,7 +434,7 @@ mod tests {
             let mut rng = XorShiftRandom::new(seed);
             let any_eligible = fx.set().iter().any(eligible);
             for _ in 0..rounds {
-                let got = TwoChoices::new().schedule(fx.set(), &mut input(&mut rng));
+                let got = TwoChoices::new(fx.set()).schedule(fx.set(), &mut input(&mut rng));
                 prop_assert_eq!(got.is_some(), any_eligible);
                 if let Some(p) = got {
                     prop_assert!(p < fx.order.len());
