@@ -135,24 +135,49 @@ impl LoadTree {
     }
 }
 
-/// A least-loaded scheduler backed by a [`LoadTree`].
+/// Up to this many destinations the kernel's walk is cheaper than keeping a
+/// tree current on every load change (measured: BENCHMARKS.md, sched_lifecycle).
+pub const LINEAR_MAX: usize = 64;
+
+/// A least-loaded scheduler: the kernel's walk for small services, a
+/// [`LoadTree`] above [`LINEAR_MAX`] destinations. Both pick the same.
 pub struct LeastLoaded<O: LoadOrder> {
-    tree: LoadTree,
+    /// `Some` while the service has more than [`LINEAR_MAX`] destinations.
+    tree: Option<LoadTree>,
     _order: PhantomData<O>,
 }
 
 impl<O: LoadOrder> LeastLoaded<O> {
     pub fn new(dests: DestSet<'_>) -> Self {
-        LeastLoaded {
-            tree: LoadTree::new::<O>(dests),
+        let mut s = LeastLoaded {
+            tree: None,
             _order: PhantomData,
+        };
+        s.resize(dests);
+        s
+    }
+
+    fn resize(&mut self, dests: DestSet<'_>) {
+        if dests.len() <= LINEAR_MAX {
+            self.tree = None;
+        } else {
+            match self.tree.as_mut() {
+                Some(t) => t.rebuild::<O>(dests),
+                None => self.tree = Some(LoadTree::new::<O>(dests)),
+            }
         }
     }
 }
 
 impl<O: LoadOrder> fmt::Debug for LeastLoaded<O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}(best={:?})", O::KIND, self.tree.best())
+        let best = self.tree.as_ref().and_then(LoadTree::best);
+        write!(
+            f,
+            "{}(tree={}, best={best:?})",
+            O::KIND,
+            self.tree.is_some()
+        )
     }
 }
 
@@ -162,15 +187,20 @@ impl<O: LoadOrder> Scheduler for LeastLoaded<O> {
     }
 
     fn dests_changed(&mut self, dests: DestSet<'_>, _change: DestChange) {
-        self.tree.rebuild::<O>(dests);
+        self.resize(dests);
     }
 
     fn load_changed(&mut self, dests: DestSet<'_>, pos: usize) {
-        self.tree.update::<O>(dests, pos);
+        if let Some(t) = self.tree.as_mut() {
+            t.update::<O>(dests, pos);
+        }
     }
 
-    fn schedule(&mut self, _dests: DestSet<'_>, _input: &mut SchedInput<'_>) -> Option<usize> {
-        self.tree.best()
+    fn schedule(&mut self, dests: DestSet<'_>, _input: &mut SchedInput<'_>) -> Option<usize> {
+        match &self.tree {
+            Some(t) => t.best(),
+            None => O::linear(dests),
+        }
     }
 }
 
@@ -190,13 +220,18 @@ pub(crate) mod proptests {
                 0u32..2000,
                 prop::bool::weighted(0.2),
             ),
-            1..40,
+            1..(2 * LINEAR_MAX + 8),
         )
     }
 
     pub fn changes() -> impl Strategy<Value = Vec<(usize, u32, u32, bool)>> {
         prop::collection::vec(
-            (0usize..40, 0u32..6, 0u32..6, prop::bool::weighted(0.2)),
+            (
+                0usize..(2 * LINEAR_MAX + 8),
+                0u32..6,
+                0u32..6,
+                prop::bool::weighted(0.2),
+            ),
             0..60,
         )
     }
@@ -227,5 +262,49 @@ pub(crate) mod proptests {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod threshold {
+    use super::*;
+    use crate::dest::DestId;
+    use crate::sched::testutil::fixture;
+    use crate::sched::wlc::WeightedLeastConnectionOrder as Wlc;
+    use crate::sched::XorShiftRandom;
+
+    #[test]
+    fn growing_and_shrinking_across_the_threshold_keeps_the_kernels_pick() {
+        let spec: Vec<_> = (0..LINEAR_MAX as u32 + 10)
+            .map(|i| (1 + i % 5, i % 7, (i * 37) % 50, i % 11 == 0))
+            .collect();
+        let mut fx = fixture(&spec[..LINEAR_MAX - 2]);
+        let mut s = LeastLoaded::<Wlc>::new(fx.set());
+        let full = fixture(&spec);
+        let mut rng = XorShiftRandom::new(3);
+        let mut check = |s: &mut LeastLoaded<Wlc>, fx: &crate::sched::testutil::Fixture| {
+            let got = s.schedule(fx.set(), &mut crate::sched::testutil::input(&mut rng));
+            assert_eq!(got, Wlc::linear(fx.set()), "at {} dests", fx.order.len());
+        };
+        check(&mut s, &fx);
+        // Grow past the threshold one destination at a time (tree from 65 on).
+        for i in LINEAR_MAX - 2..spec.len() {
+            let d = full.slab[full.order[i].index()].clone();
+            let id = fx.slab.insert(d);
+            fx.order.insert(0, DestId(id as u32));
+            s.dests_changed(fx.set(), DestChange::Added(0));
+            assert_eq!(s.tree.is_some(), fx.order.len() > LINEAR_MAX);
+            check(&mut s, &fx);
+            fx.dest_mut(3).active_conns += 1;
+            s.load_changed(fx.set(), 3);
+            check(&mut s, &fx);
+        }
+        // And back below it.
+        while fx.order.len() > LINEAR_MAX - 2 {
+            let id = fx.order.remove(1);
+            s.dests_changed(fx.set(), DestChange::Removed(1, id));
+            assert_eq!(s.tree.is_some(), fx.order.len() > LINEAR_MAX);
+            check(&mut s, &fx);
+        }
     }
 }
