@@ -1,6 +1,8 @@
 //! A tournament tree that keeps the kernel's pick of the "least loaded" family
 //! (lc, wlc, sed, nq, fo, ovf) current in O(log n) per load change, so a decision
-//! is O(1) instead of the kernel's O(n) list walk.
+//! is O(1) instead of the kernel's O(n) list walk. Keeping the tree current costs
+//! more than the walk for small services, so [`LeastLoaded`] walks the list up to
+//! [`LINEAR_MAX`] destinations and uses the tree above.
 //!
 //! Each kernel scheduler of this family walks the list in order and replaces its
 //! candidate only when the next eligible destination is *strictly* better. With a
