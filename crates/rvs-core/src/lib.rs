@@ -23,7 +23,7 @@ pub use conn::tcp::{TcpFlags, TcpState};
 pub use conn::{Conn, ConnId, ConnKey};
 pub use dest::{Dest, DestId};
 pub use director::{
-    Director, DirectorConfig, Forwarding, InVerdict, OutVerdict, Packet, Sysctl, Timeouts,
+    Director, DirectorConfig, Forwarding, InVerdict, OutVerdict, Packet, SctpInfo, Sysctl, Timeouts,
 };
 pub use error::{ConfigError, CoreError};
 pub use model::*;

@@ -8,7 +8,9 @@
 //! [`WHEEL_SLOTS`] slots of [`WHEEL_TICK_MS`] each; a connection sits in the slot
 //! of the tick it was linked at, which is never later than its expiry: refreshing
 //! a connection to a later expiry does not move it (it is moved when its slot comes
-//! round), and only an earlier expiry relinks it. Invariants: every live id is in
+//! round); an earlier expiry relinks it, and so does any refresh of an entry left
+//! behind the wheel's cursor (a due template kept because it still controls
+//! connections). Invariants: every live id is in
 //! exactly one wheel slot; `linked_tick <= tick(expires)`; a connection is in the
 //! in-index unless it is an invalidated template; it is in the out-index iff
 //! `flags.out_indexed`.
