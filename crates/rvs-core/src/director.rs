@@ -546,13 +546,17 @@ impl Director {
                 id
             }
         };
-        let svc = &mut self.services[sid.index()];
-        svc.order.insert(0, id);
+        self.services[sid.index()].order.insert(0, id);
         self.renumber(sid);
+        self.tell_scheduler(sid, DestChange::Added(0));
+        Ok(id)
+    }
+
+    /// The kernel's add_dest/del_dest/upd_dest callback to the service's scheduler.
+    fn tell_scheduler(&mut self, sid: ServiceId, change: DestChange) {
         let svc = &mut self.services[sid.index()];
         svc.sched
-            .dests_changed(DestSet::new(&svc.order, &self.dests), DestChange::Added(0));
-        Ok(id)
+            .dests_changed(DestSet::new(&svc.order, &self.dests), change);
     }
 
     fn find_dest(&self, sid: ServiceId, addr: IpAddr, port: u16) -> Option<(usize, DestId)> {
@@ -576,11 +580,7 @@ impl Director {
             d.last_weight = cfg.weight;
         }
         d.update_overload_on_edit();
-        let svc = &mut self.services[sid.index()];
-        svc.sched.dests_changed(
-            DestSet::new(&svc.order, &self.dests),
-            DestChange::Updated(pos),
-        );
+        self.tell_scheduler(sid, DestChange::Updated(pos));
         Ok(())
     }
 
@@ -596,11 +596,7 @@ impl Director {
         self.services[sid.index()].order.remove(pos);
         self.renumber(sid);
         self.move_to_trash(*key, id, now);
-        let svc = &mut self.services[sid.index()];
-        svc.sched.dests_changed(
-            DestSet::new(&svc.order, &self.dests),
-            DestChange::Removed(pos, id),
-        );
+        self.tell_scheduler(sid, DestChange::Removed(pos, id));
         Ok(())
     }
 
@@ -731,12 +727,12 @@ impl Director {
         now: Time,
     ) -> ConnId {
         let d = &self.dests[dest.index()];
-        let forward = d.config.forward;
+        let sees_replies = d.config.forward.sees_replies();
         let template = template_timeout.is_some();
         let flags = ConnFlags {
             template,
             inactive: true,
-            no_output: !forward.sees_replies(),
+            no_output: !sees_replies,
             one_packet,
             invalidated: false,
             out_indexed: false,
@@ -751,9 +747,7 @@ impl Director {
             timeout: template_timeout.unwrap_or(INITIAL_TIMEOUT),
             control,
         };
-        let id = self
-            .conns
-            .insert(n, now, !template && forward.sees_replies());
+        let id = self.conns.insert(n, now, !template && sees_replies);
         self.bind(dest, template);
         id
     }
@@ -971,7 +965,7 @@ impl Director {
         };
         let changed = c.state != new;
         c.state = new;
-        c.timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
+        c.set_timeout(timeout);
         if !changed {
             return;
         }
@@ -1032,7 +1026,7 @@ impl Director {
                 );
             }
             Some(Protocol::Udp) => {
-                c.timeout_ms = u32::try_from(self.timeouts.udp.as_millis()).unwrap_or(u32::MAX);
+                c.set_timeout(self.timeouts.udp);
                 if outbound {
                     self.assure_control(id);
                 }

@@ -125,6 +125,11 @@ impl Conn {
     pub fn timeout(&self) -> Span {
         Span::from_millis(u64::from(self.timeout_ms))
     }
+
+    /// Sets the timeout applied on the next refresh (saturating at ~49 days).
+    pub(crate) fn set_timeout(&mut self, timeout: Span) {
+        self.timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
+    }
 }
 
 /// What a caller supplies to create a connection.
@@ -253,7 +258,7 @@ impl ConnTable {
     pub fn insert(&mut self, n: NewConn, now: Time, index_out: bool) -> ConnId {
         self.reserve_for_insert();
         let expires = now + n.timeout;
-        let conn = Conn {
+        let mut conn = Conn {
             key: n.key,
             daddr: n.daddr,
             dport: n.dport,
@@ -263,7 +268,7 @@ impl ConnTable {
                 ..n.flags
             },
             state: n.state,
-            timeout_ms: u32::try_from(n.timeout.as_millis()).unwrap_or(u32::MAX),
+            timeout_ms: 0,
             expires,
             control: n.control.map_or(NIL, |c| c.0),
             n_control: 0,
@@ -272,6 +277,7 @@ impl ConnTable {
             wheel_next: NIL,
             linked_tick: 0,
         };
+        conn.set_timeout(n.timeout);
         let id = self.conns.insert(conn) as u32;
         let h = self.hash_of(&n.key);
         let hasher = self.hasher;
@@ -308,7 +314,7 @@ impl ConnTable {
         let Some(c) = self.conns.get_mut(id.0 as usize) else {
             return;
         };
-        c.timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
+        c.set_timeout(timeout);
         self.rearm(id, now);
     }
 
