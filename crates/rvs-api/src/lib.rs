@@ -1,0 +1,308 @@
+//! The JSON types of rvsd's admin API (`/v1/...`), shared by the daemon, `rvsadm`
+//! and the tests, and their conversions to and from the core's model.
+//!
+//! Invariants: every type here is plain data that round-trips through JSON; a
+//! request is turned into core types only through [`ServiceSpec::to_core`] and
+//! [`ServerSpec::to_core`], which refuse out-of-range values with a message that names
+//! the field. `docs/openapi.yaml` documents the same shapes.
+
+#![forbid(unsafe_code)]
+
+mod convert;
+mod error;
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+pub use convert::{key_of, ref_of, server_spec_of, service_spec_of};
+pub use error::{ApiError, ErrorKind};
+
+/// API version prefix of every path.
+pub const PREFIX: &str = "/v1";
+
+/// A virtual service: `{"protocol":"tcp","address":"10.0.0.1","port":80}` or
+/// `{"protocol":"fwmark","mark":6666,"ipv6":false}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "protocol", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ServiceRef {
+    Tcp { address: IpAddr, port: u16 },
+    Udp { address: IpAddr, port: u16 },
+    Sctp { address: IpAddr, port: u16 },
+    Fwmark {
+        mark: u32,
+        #[serde(default)]
+        ipv6: bool,
+    },
+}
+
+/// Scheduler flags as the kernel numbers them: flag1 = `flag-1`/`sh-fallback`/
+/// `mh-fallback`, flag2 = `flag-2`/`sh-port`/`mh-port`, flag3 = `flag-3`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedFlagsSpec {
+    #[serde(default)]
+    pub flag1: bool,
+    #[serde(default)]
+    pub flag2: bool,
+    #[serde(default)]
+    pub flag3: bool,
+}
+
+/// Persistence (`-p timeout -M netmask`): `netmask` is a dotted IPv4 mask for IPv4
+/// services, `prefix_len` the granularity of IPv6 services.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersistenceSpec {
+    pub timeout: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netmask: Option<std::net::Ipv4Addr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_len: Option<u32>,
+}
+
+/// A virtual service's configuration (`ipvsadm -A/-E`). Omitted fields take
+/// ipvsadm's defaults (wlc, no persistence).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    pub service: ServiceRef,
+    #[serde(default = "default_scheduler")]
+    pub scheduler: String,
+    #[serde(default)]
+    pub sched_flags: SchedFlagsSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistence: Option<PersistenceSpec>,
+    #[serde(default)]
+    pub one_packet: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pe: Option<String>,
+}
+
+fn default_scheduler() -> String {
+    "wlc".to_string()
+}
+
+/// Forwarding method of a real server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForwardSpec {
+    /// `-m`, NAT.
+    Masq,
+    /// `-g`, direct routing (ipvsadm's default).
+    Route,
+    /// `-i`, tunnelling; see [`TunnelSpec`].
+    Tunnel,
+    /// The real server is this host.
+    Local,
+    /// Source and destination NAT (rvs extension).
+    Fullnat,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TunnelType {
+    #[default]
+    Ipip,
+    Gue,
+    Gre,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TunnelCsumSpec {
+    #[default]
+    Nocsum,
+    Csum,
+    Remcsum,
+}
+
+/// Tunnel options of a `-i` real server (`--tun-type/--tun-port/--tun-*csum`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelSpec {
+    #[serde(default, rename = "type")]
+    pub kind: TunnelType,
+    #[serde(default)]
+    pub port: u16,
+    #[serde(default)]
+    pub csum: TunnelCsumSpec,
+}
+
+/// A real server's configuration (`ipvsadm -a/-e`). Omitted fields take ipvsadm's
+/// defaults (route, weight 1, no thresholds).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSpec {
+    pub address: IpAddr,
+    #[serde(default)]
+    pub port: u16,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    #[serde(default = "default_forward")]
+    pub forward: ForwardSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<TunnelSpec>,
+    #[serde(default)]
+    pub u_threshold: u32,
+    #[serde(default)]
+    pub l_threshold: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+fn default_forward() -> ForwardSpec {
+    ForwardSpec::Route
+}
+
+/// Connection timeouts in seconds (`--set tcp tcpfin udp`; 0 keeps a value).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsSpec {
+    pub tcp: u64,
+    pub tcpfin: u64,
+    pub udp: u64,
+}
+
+/// One change to the table. A request carries a list of them, applied all or nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Command {
+    AddService {
+        spec: ServiceSpec,
+    },
+    EditService {
+        spec: ServiceSpec,
+    },
+    DeleteService {
+        service: ServiceRef,
+    },
+    /// `-C`: delete every service.
+    Clear {},
+    AddServer {
+        service: ServiceRef,
+        server: ServerSpec,
+    },
+    EditServer {
+        service: ServiceRef,
+        server: ServerSpec,
+    },
+    DeleteServer {
+        service: ServiceRef,
+        address: IpAddr,
+        #[serde(default)]
+        port: u16,
+    },
+    /// `-Z`: zero the counters of one service, or of all when `service` is absent.
+    Zero {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service: Option<ServiceRef>,
+    },
+    SetTimeouts {
+        timeouts: TimeoutsSpec,
+    },
+}
+
+/// Body of `POST /v1/commands`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandBatch {
+    pub commands: Vec<Command>,
+}
+
+/// Answer of `POST /v1/commands`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    pub applied: usize,
+}
+
+/// Cumulative counters (`--stats`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsView {
+    pub conns: u64,
+    pub in_pkts: u64,
+    pub out_pkts: u64,
+    pub in_bytes: u64,
+    pub out_bytes: u64,
+}
+
+/// Estimated per-second rates (`--rate`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RatesView {
+    pub cps: u64,
+    pub in_pps: u64,
+    pub out_pps: u64,
+    pub in_bps: u64,
+    pub out_bps: u64,
+}
+
+/// A real server as listed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerView {
+    #[serde(flatten)]
+    pub spec: ServerSpec,
+    pub active_conns: u32,
+    pub inactive_conns: u32,
+    pub persistent_conns: u32,
+    pub stats: StatsView,
+    pub rates: RatesView,
+}
+
+/// A virtual service as listed; `servers` in the core's list order (newest first).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceView {
+    #[serde(flatten)]
+    pub spec: ServiceSpec,
+    pub stats: StatsView,
+    pub rates: RatesView,
+    pub servers: Vec<ServerView>,
+}
+
+/// `GET /v1/table`: everything `ipvsadm -L` and `-S` print.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableView {
+    /// IPVS version rvs reports (`1.2.1`, as the kernel does).
+    pub version: String,
+    /// Connection hash table size shown in the header (`size=4096`).
+    pub conn_tab_size: u32,
+    pub timeouts: TimeoutsSpec,
+    /// Services in the order they were added.
+    pub services: Vec<ServiceView>,
+}
+
+/// One entry of `GET /v1/connections`, the fields of `/proc/net/ip_vs_conn`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnView {
+    /// `TCP`, `UDP`, `SCTP`, or `IP` for a fwmark template.
+    pub protocol: String,
+    pub client: IpAddr,
+    pub client_port: u16,
+    pub virtual_address: IpAddr,
+    pub virtual_port: u16,
+    pub server: IpAddr,
+    pub server_port: u16,
+    pub state: String,
+    /// Whole seconds until expiry (truncated, as the kernel prints them).
+    pub expires: u64,
+    pub template: bool,
+}
+
+/// `GET /v1/status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusView {
+    pub version: String,
+    pub pid: u32,
+    pub uptime_seconds: u64,
+    pub services: usize,
+    pub servers: usize,
+    pub connections: usize,
+    pub state_file: Option<String>,
+}
+
+/// The body of every error answer: `{"error": {...}}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ApiError,
+}
