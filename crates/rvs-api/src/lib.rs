@@ -26,9 +26,18 @@ pub const PREFIX: &str = "/v1";
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "protocol", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ServiceRef {
-    Tcp { address: IpAddr, port: u16 },
-    Udp { address: IpAddr, port: u16 },
-    Sctp { address: IpAddr, port: u16 },
+    Tcp {
+        address: IpAddr,
+        port: u16,
+    },
+    Udp {
+        address: IpAddr,
+        port: u16,
+    },
+    Sctp {
+        address: IpAddr,
+        port: u16,
+    },
     Fwmark {
         mark: u32,
         #[serde(default)]

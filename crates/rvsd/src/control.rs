@@ -1,0 +1,487 @@
+//! The control plane: owns the core `Director`, the configured table that mirrors
+//! it, and the state file; turns API commands into core changes.
+//!
+//! Invariants:
+//! - A batch is all or nothing: it is first applied to a scratch core rebuilt from
+//!   the configured table, and only when every command succeeds there is the new
+//!   table written to the state file (write, fsync, rename) and then applied to the
+//!   live core. A refused batch changes neither the core nor the file.
+//! - When `apply` returns Ok the change is on disk, so an acknowledgement is never
+//!   lost by a crash (`kill -9`) that follows it.
+//! - Time comes from one monotonic clock started with the process; the core itself
+//!   reads no clock.
+
+use std::time::Instant;
+
+use rvs_api::{
+    key_of, server_spec_of, service_spec_of, ApiError, Command, ConnView, ErrorKind, RatesView,
+    ServerView, ServiceView, StatsView, StatusView, TableView,
+};
+use rvs_core::{Counters, Director, DirectorConfig, Rates, Time};
+
+use crate::state::{StateError, StateFile, TableState};
+
+/// What the header of `ipvsadm -L` reports: the kernel's IPVS version.
+pub const IPVS_VERSION: &str = "1.2.1";
+/// Connection hash table size shown in the header (the kernel's default 2^12).
+pub const CONN_TAB_SIZE: u32 = 4096;
+
+/// Errors that stop rvsd from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("{path}: the saved table does not apply: command {index}: {error}")]
+    Replay {
+        path: String,
+        index: usize,
+        error: ApiError,
+    },
+}
+
+/// Outcome of a reload.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ReloadReport {
+    /// Commands applied to move from the running table to the file's.
+    pub changes: usize,
+}
+
+pub struct Control {
+    director: Director,
+    table: TableState,
+    file: Option<StateFile>,
+    epoch: Instant,
+}
+
+impl Control {
+    /// A control plane restored from `file` (if it exists), or empty.
+    pub fn new(file: Option<StateFile>) -> Result<Self, ControlError> {
+        let epoch = Instant::now();
+        let table = match &file {
+            Some(f) => f.load()?.unwrap_or_default(),
+            None => TableState::default(),
+        };
+        let mut director = Director::new(DirectorConfig::default());
+        let now = Time::ZERO;
+        for (index, cmd) in table.replay().iter().enumerate() {
+            apply_to_core(&mut director, cmd, now).map_err(|error| ControlError::Replay {
+                path: file
+                    .as_ref()
+                    .map(|f| f.path().display().to_string())
+                    .unwrap_or_default(),
+                index,
+                error,
+            })?;
+        }
+        Ok(Control {
+            director,
+            table,
+            file,
+            epoch,
+        })
+    }
+
+    pub fn now(&self) -> Time {
+        Time::from_millis(u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// The configured table (what `-S` prints and the state file holds).
+    pub fn configured(&self) -> &TableState {
+        &self.table
+    }
+
+    pub fn director(&self) -> &Director {
+        &self.director
+    }
+
+    pub fn director_mut(&mut self) -> &mut Director {
+        &mut self.director
+    }
+
+    /// Applies `commands` all or nothing; Ok(n) once they are applied and saved.
+    pub fn apply(&mut self, commands: &[Command]) -> Result<usize, ApiError> {
+        let now = self.now();
+        let mut scratch = Director::new(DirectorConfig::default());
+        for cmd in self.table.replay() {
+            apply_to_core(&mut scratch, &cmd, now).map_err(|e| {
+                ApiError::new(
+                    ErrorKind::Persist,
+                    format!("internal: the configured table no longer replays: {e}"),
+                )
+            })?;
+        }
+        let mut next = self.table.clone();
+        for (i, cmd) in commands.iter().enumerate() {
+            apply_to_core(&mut scratch, cmd, now).map_err(|e| e.at(i))?;
+            next.apply(cmd).map_err(|e| {
+                ApiError::new(ErrorKind::Persist, format!("internal: state mirror: {e}")).at(i)
+            })?;
+        }
+        self.persist(&next)?;
+        for cmd in commands {
+            if let Err(e) = apply_to_core(&mut self.director, cmd, now) {
+                // The scratch core accepted it, so this is a bug, not bad input.
+                tracing::error!(error = %e, ?cmd, "live core refused a command the scratch core accepted");
+            }
+        }
+        self.table = next;
+        Ok(commands.len())
+    }
+
+    fn persist(&self, next: &TableState) -> Result<(), ApiError> {
+        match &self.file {
+            Some(f) if next != &self.table => f.save(next).map_err(|e| {
+                ApiError::new(
+                    ErrorKind::Persist,
+                    format!("cannot save the state file, nothing was changed: {e}"),
+                )
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Re-reads the state file and applies only the difference to the running table:
+    /// unchanged services and servers keep their connections and counters.
+    pub fn reload(&mut self) -> Result<ReloadReport, ApiError> {
+        let Some(file) = &self.file else {
+            return Ok(ReloadReport { changes: 0 });
+        };
+        let wanted = file
+            .load()
+            .map_err(|e| ApiError::invalid(format!("reload refused: {e}")))?
+            .unwrap_or_default();
+        let changes = diff(&self.table, &wanted);
+        let n = changes.len();
+        if n > 0 {
+            self.apply(&changes)
+                .map_err(|e| ApiError::new(e.kind, format!("reload refused: {}", e.message)))?;
+        }
+        Ok(ReloadReport { changes: n })
+    }
+
+    /// Expires connections and runs the rate estimator up to now.
+    pub fn tick(&mut self) {
+        let now = self.now();
+        self.director.handle_timeout(now, |_, _| {});
+    }
+
+    /// The table as `ipvsadm -L` shows it.
+    pub fn table_view(&self) -> TableView {
+        let d = &self.director;
+        let mut services = Vec::with_capacity(self.table.services.len());
+        for entry in &self.table.services {
+            let key = key_of(&entry.spec.service);
+            let Some(svc) = d.service_by_key(&key) else {
+                continue;
+            };
+            let servers = d
+                .dests_of(svc)
+                .map(|dest| ServerView {
+                    spec: server_spec_of(&dest.config),
+                    active_conns: dest.active_conns,
+                    inactive_conns: dest.inactive_conns,
+                    persistent_conns: dest.persist_conns,
+                    stats: stats_view(dest.stats.counters()),
+                    rates: rates_view(dest.stats.rates()),
+                })
+                .collect();
+            services.push(ServiceView {
+                spec: service_spec_of(&svc.config),
+                stats: stats_view(svc.stats.counters()),
+                rates: rates_view(svc.stats.rates()),
+                servers,
+            });
+        }
+        let (tcp, tcpfin, udp) = d.timeouts().shown();
+        TableView {
+            version: IPVS_VERSION.to_string(),
+            conn_tab_size: CONN_TAB_SIZE,
+            timeouts: rvs_api::TimeoutsSpec { tcp, tcpfin, udp },
+            services,
+        }
+    }
+
+    /// The connection entries, as `/proc/net/ip_vs_conn` lists them.
+    pub fn conn_views(&self) -> Vec<ConnView> {
+        let now = self.now();
+        let d = &self.director;
+        d.conns()
+            .map(|(_, c)| ConnView {
+                protocol: match c.key.proto {
+                    6 => "TCP",
+                    17 => "UDP",
+                    132 => "SCTP",
+                    _ => "IP",
+                }
+                .to_string(),
+                client: c.key.caddr,
+                client_port: c.key.cport,
+                virtual_address: c.key.vaddr,
+                virtual_port: c.key.vport,
+                server: c.daddr,
+                server_port: c.dport,
+                state: d.state_name(c).to_string(),
+                expires: c.expires.as_millis().saturating_sub(now.as_millis()) / 1000,
+                template: c.flags.template,
+            })
+            .collect()
+    }
+
+    pub fn status(&self) -> StatusView {
+        let d = &self.director;
+        StatusView {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            pid: std::process::id(),
+            uptime_seconds: self.epoch.elapsed().as_secs(),
+            services: self.table.services.len(),
+            servers: self.table.services.iter().map(|e| e.servers.len()).sum(),
+            connections: d.conn_count(),
+            state_file: self.file.as_ref().map(|f| f.path().display().to_string()),
+        }
+    }
+}
+
+fn stats_view(c: Counters) -> StatsView {
+    StatsView {
+        conns: c.conns,
+        in_pkts: c.in_pkts,
+        out_pkts: c.out_pkts,
+        in_bytes: c.in_bytes,
+        out_bytes: c.out_bytes,
+    }
+}
+
+fn rates_view(r: Rates) -> RatesView {
+    RatesView {
+        cps: r.cps,
+        in_pps: r.in_pps,
+        out_pps: r.out_pps,
+        in_bps: r.in_bps,
+        out_bps: r.out_bps,
+    }
+}
+
+/// Applies one command to a core, checking in the kernel's order: the service is
+/// looked up before a real server's own values are checked (ip_vs_ctl.c answers
+/// ESRCH for a missing service whatever the server says).
+pub fn apply_to_core(d: &mut Director, cmd: &Command, now: Time) -> Result<(), ApiError> {
+    let need_service = |d: &Director, r: &rvs_api::ServiceRef| {
+        let key = key_of(r);
+        if d.service_by_key(&key).is_none() {
+            return Err(ApiError::from(rvs_core::CoreError::NoService(key)));
+        }
+        Ok(key)
+    };
+    match cmd {
+        Command::AddService { spec } => {
+            d.add_service(spec.to_core()?)?;
+        }
+        Command::EditService { spec } => {
+            let cfg = spec.to_core()?;
+            need_service(d, &spec.service)?;
+            d.edit_service(cfg)?;
+        }
+        Command::DeleteService { service } => d.delete_service(&key_of(service), now)?,
+        Command::Clear {} => d.clear(now),
+        Command::AddServer { service, server } => {
+            let key = need_service(d, service)?;
+            d.add_dest(&key, server.to_core(&key)?)?;
+        }
+        Command::EditServer { service, server } => {
+            let key = need_service(d, service)?;
+            d.edit_dest(&key, server.to_core(&key)?)?;
+        }
+        Command::DeleteServer {
+            service,
+            address,
+            port,
+        } => {
+            let key = need_service(d, service)?;
+            d.delete_dest(&key, *address, *port, now)?;
+        }
+        Command::Zero { service } => {
+            let key = service.as_ref().map(key_of);
+            d.zero(key.as_ref())?;
+        }
+        Command::SetTimeouts { timeouts } => {
+            d.set_timeouts(timeouts.tcp, timeouts.tcpfin, timeouts.udp)?;
+        }
+    }
+    Ok(())
+}
+
+/// The commands that turn table `from` into table `to`, touching only what differs:
+/// removed services and servers are deleted, changed ones edited, new ones added.
+pub fn diff(from: &TableState, to: &TableState) -> Vec<Command> {
+    let mut out = Vec::new();
+    if from.timeouts != to.timeouts {
+        out.push(Command::SetTimeouts {
+            timeouts: to.timeouts,
+        });
+    }
+    for old in &from.services {
+        if !to
+            .services
+            .iter()
+            .any(|n| n.spec.service == old.spec.service)
+        {
+            out.push(Command::DeleteService {
+                service: old.spec.service.clone(),
+            });
+        }
+    }
+    for new in &to.services {
+        let service = new.spec.service.clone();
+        match from.services.iter().find(|o| o.spec.service == service) {
+            None => {
+                out.push(Command::AddService {
+                    spec: new.spec.clone(),
+                });
+                for s in &new.servers {
+                    out.push(Command::AddServer {
+                        service: service.clone(),
+                        server: s.clone(),
+                    });
+                }
+            }
+            Some(old) => {
+                if old.spec != new.spec {
+                    out.push(Command::EditService {
+                        spec: new.spec.clone(),
+                    });
+                }
+                for s in &old.servers {
+                    if !new
+                        .servers
+                        .iter()
+                        .any(|n| n.address == s.address && n.port == s.port)
+                    {
+                        out.push(Command::DeleteServer {
+                            service: service.clone(),
+                            address: s.address,
+                            port: s.port,
+                        });
+                    }
+                }
+                for s in &new.servers {
+                    match old
+                        .servers
+                        .iter()
+                        .find(|o| o.address == s.address && o.port == s.port)
+                    {
+                        None => out.push(Command::AddServer {
+                            service: service.clone(),
+                            server: s.clone(),
+                        }),
+                        Some(o) if o != s => out.push(Command::EditServer {
+                            service: service.clone(),
+                            server: s.clone(),
+                        }),
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rvs_api::ServiceRef;
+
+    fn svc(port: u16) -> ServiceRef {
+        ServiceRef::Tcp {
+            address: "10.0.0.1".parse().unwrap(),
+            port,
+        }
+    }
+
+    fn add_service(port: u16, sched: &str) -> Command {
+        Command::AddService {
+            spec: serde_json::from_value(serde_json::json!({
+                "service": {"protocol": "tcp", "address": "10.0.0.1", "port": port},
+                "scheduler": sched
+            }))
+            .unwrap(),
+        }
+    }
+
+    fn add_server(port: u16, last: u8, weight: u32) -> Command {
+        Command::AddServer {
+            service: svc(port),
+            server: serde_json::from_value(serde_json::json!({
+                "address": format!("10.0.1.{last}"), "port": port, "weight": weight
+            }))
+            .unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_failing_batch_changes_nothing_and_names_its_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::new(dir.path().join("state.json"));
+        let mut c = Control::new(Some(file.clone())).unwrap();
+        c.apply(&[add_service(80, "rr"), add_server(80, 2, 1)])
+            .unwrap();
+        let before = c.table_view();
+        let saved = std::fs::read(file.path()).unwrap();
+        let err = c
+            .apply(&[add_server(80, 3, 1), add_service(80, "wlc")])
+            .unwrap_err();
+        assert_eq!(err.index, Some(1));
+        assert_eq!(err.kind, ErrorKind::ServiceExists);
+        assert_eq!(c.table_view(), before);
+        assert_eq!(std::fs::read(file.path()).unwrap(), saved);
+    }
+
+    #[test]
+    fn restart_restores_the_acknowledged_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::new(dir.path().join("state.json"));
+        let mut c = Control::new(Some(file.clone())).unwrap();
+        c.apply(&[add_service(80, "rr")]).unwrap();
+        for last in 2..6 {
+            c.apply(&[add_server(80, last, u32::from(last))]).unwrap();
+        }
+        c.apply(&[Command::DeleteServer {
+            service: svc(80),
+            address: "10.0.1.3".parse().unwrap(),
+            port: 80,
+        }])
+        .unwrap();
+        let view = c.table_view();
+        drop(c);
+        let again = Control::new(Some(file)).unwrap();
+        assert_eq!(again.table_view(), view);
+        // newest first, as the kernel lists them
+        let order: Vec<String> = view.services[0]
+            .servers
+            .iter()
+            .map(|s| s.spec.address.to_string())
+            .collect();
+        assert_eq!(order, ["10.0.1.5", "10.0.1.4", "10.0.1.2"]);
+    }
+
+    #[test]
+    fn diff_touches_only_what_changed() {
+        let mut a = Control::new(None).unwrap();
+        a.apply(&[
+            add_service(80, "rr"),
+            add_server(80, 2, 1),
+            add_server(80, 3, 1),
+            add_service(81, "wlc"),
+        ])
+        .unwrap();
+        let mut b_table = a.configured().clone();
+        b_table.services[0].servers[1].weight = 5;
+        b_table.services.remove(1);
+        b_table.services[0].spec.scheduler = "wrr".into();
+        let cmds = diff(a.configured(), &b_table);
+        assert_eq!(cmds.len(), 3, "{cmds:?}");
+        a.apply(&cmds).unwrap();
+        assert_eq!(a.configured(), &b_table);
+        assert!(diff(a.configured(), &b_table).is_empty());
+    }
+}

@@ -1,0 +1,168 @@
+//! The admin API over HTTP/1.1 (JSON): routes, bearer-token authentication for TCP
+//! listeners, and errors as `{"error": {...}}` bodies.
+//!
+//! Invariants: a request that is refused (401, malformed JSON, out-of-range values)
+//! never reaches the control plane; every answer is JSON, errors included.
+//! `docs/openapi.yaml` documents these routes.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use rvs_api::{ApiError, Applied, CommandBatch, ErrorBody, ErrorKind};
+use serde::de::DeserializeOwned;
+
+use crate::control::Control;
+
+/// The control plane shared by every listener.
+pub type Shared = Arc<Mutex<Control>>;
+
+/// Locks the control plane; a panic while it was held poisons nothing we rely on
+/// (every change is all-or-nothing), so a poisoned lock is taken over.
+pub fn lock(shared: &Shared) -> MutexGuard<'_, Control> {
+    shared.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// An API error as an HTTP answer.
+pub struct ApiResponse(pub ApiError);
+
+impl IntoResponse for ApiResponse {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.kind.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut resp = (status, Json(ErrorBody { error: self.0 })).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+impl From<ApiError> for ApiResponse {
+    fn from(e: ApiError) -> Self {
+        ApiResponse(e)
+    }
+}
+
+/// Parses a JSON body: syntax errors are 400, well-formed JSON with wrong or
+/// out-of-range values is 422; both say where and what.
+fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        let kind = match e.classify() {
+            serde_json::error::Category::Data => ErrorKind::Invalid,
+            _ => ErrorKind::BadRequest,
+        };
+        ApiError::new(kind, format!("request body: {e}"))
+    })
+}
+
+/// The routes of the admin API, for any listener.
+pub fn router(shared: Shared) -> Router {
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/table", get(table))
+        .route("/v1/connections", get(connections))
+        .route("/v1/commands", post(commands))
+        .route("/v1/reload", post(reload))
+        .fallback(not_found)
+        .with_state(shared)
+}
+
+/// The routes behind a bearer token (for TCP listeners).
+pub fn router_with_token(shared: Shared, token: String) -> Router {
+    router(shared).layer(middleware::from_fn_with_state(
+        Arc::new(token),
+        require_token,
+    ))
+}
+
+async fn require_token(State(token): State<Arc<String>>, req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(p) if constant_time_eq(p.as_bytes(), token.as_bytes()) => next.run(req).await,
+        Some(_) => ApiResponse(ApiError::new(
+            ErrorKind::Unauthorized,
+            "the bearer token is not valid",
+        ))
+        .into_response(),
+        None => ApiResponse(ApiError::new(
+            ErrorKind::Unauthorized,
+            "this listener needs an Authorization: Bearer <token> header",
+        ))
+        .into_response(),
+    }
+}
+
+/// Compares without an early exit, so the time taken says nothing of the token.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+async fn status(State(shared): State<Shared>) -> Response {
+    Json(lock(&shared).status()).into_response()
+}
+
+async fn table(State(shared): State<Shared>) -> Response {
+    Json(lock(&shared).table_view()).into_response()
+}
+
+async fn connections(State(shared): State<Shared>) -> Response {
+    Json(lock(&shared).conn_views()).into_response()
+}
+
+async fn commands(State(shared): State<Shared>, body: Bytes) -> Result<Response, ApiResponse> {
+    let batch: CommandBatch = parse_body(&body)?;
+    let applied = lock(&shared).apply(&batch.commands)?;
+    tracing::info!(commands = applied, "applied");
+    Ok(Json(Applied { applied }).into_response())
+}
+
+async fn reload(State(shared): State<Shared>) -> Result<Response, ApiResponse> {
+    let report = lock(&shared).reload()?;
+    tracing::info!(changes = report.changes, "reloaded");
+    Ok(Json(report).into_response())
+}
+
+async fn not_found() -> ApiResponse {
+    ApiResponse(ApiError::new(ErrorKind::NotFound, "no such API path"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secre", b"secret"));
+        assert!(!constant_time_eq(b"", b"secret"));
+        assert!(!constant_time_eq(b"secret", b""));
+    }
+
+    #[test]
+    fn body_errors_are_classified() {
+        let e = parse_body::<CommandBatch>(b"{\"commands\": [").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::BadRequest);
+        let e = parse_body::<CommandBatch>(
+            br#"{"commands":[{"op":"set_timeouts","timeouts":{"tcp":-1,"tcpfin":0,"udp":0}}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Invalid);
+        assert!(e.message.contains("-1"), "{}", e.message);
+    }
+}

@@ -1,0 +1,9 @@
+//! rvsd, the rvs director daemon, as a library: the control plane over the core,
+//! the crash-safe state file, the admin API, and the server that runs them. The
+//! `rvsd` and `rvsadm` binaries of this package are thin shells over it.
+
+pub mod control;
+pub mod http;
+pub mod paths;
+pub mod server;
+pub mod state;

@@ -1,0 +1,188 @@
+//! Runs the daemon: binds the admin listeners (a Unix socket always, a TCP address
+//! with a bearer token when asked), drives the core's timers, reloads on SIGHUP and
+//! stops cleanly on SIGTERM/SIGINT, telling systemd (sd_notify) as it goes.
+//!
+//! Invariants: the Unix socket is created mode 0600 (root-only when rvsd runs as
+//! root) and removed on a clean stop; a socket file left by a dead rvsd is
+//! replaced, one held by a live rvsd makes this one refuse to start; a TCP listener
+//! is never opened without a token.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, UnixListener};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+use crate::control::{Control, ControlError};
+use crate::http::{self, lock, Shared};
+use crate::state::StateFile;
+
+/// How rvsd runs.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub socket: PathBuf,
+    /// `None`: keep the table in memory only.
+    pub state_file: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub token: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    #[error("{path}: {source}")]
+    Socket {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}: another rvsd is already serving this socket")]
+    AlreadyRunning(PathBuf),
+    #[error("cannot listen on {addr}: {source}")]
+    Tcp {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("refusing to listen on TCP {0} without a token (give --token-file)")]
+    NoToken(SocketAddr),
+    #[error("signal handling: {0}")]
+    Signal(std::io::Error),
+}
+
+fn socket_err(path: &Path) -> impl FnOnce(std::io::Error) -> ServerError + '_ {
+    move |source| ServerError::Socket {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Binds the Unix socket, replacing a stale file but never a live daemon's.
+fn bind_unix(path: &Path) -> Result<UnixListener, ServerError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(socket_err(path))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(ServerError::AlreadyRunning(path.to_path_buf()));
+        }
+        std::fs::remove_file(path).map_err(socket_err(path))?;
+    }
+    let listener = UnixListener::bind(path).map_err(socket_err(path))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(socket_err(path))?;
+    Ok(listener)
+}
+
+/// Tells systemd about a state change when run with `Type=notify`.
+fn sd_notify(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    let bytes = path.as_encoded_bytes();
+    let sent = if let Some(name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(name)
+            .and_then(|addr| sock.send_to_addr(state.as_bytes(), &addr))
+    } else {
+        sock.send_to(state.as_bytes(), Path::new(&path))
+    };
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "sd_notify failed");
+    }
+}
+
+/// Runs until SIGTERM or SIGINT (or `stop` turning true).
+pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), ServerError> {
+    let file = opts.state_file.as_ref().map(StateFile::new);
+    let control = Control::new(file)?;
+    let restored = control.configured().services.len();
+    let shared: Shared = Arc::new(Mutex::new(control));
+
+    let unix = bind_unix(&opts.socket)?;
+    let tcp = match opts.listen {
+        None => None,
+        Some(addr) => {
+            let token = opts.token.clone().ok_or(ServerError::NoToken(addr))?;
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Tcp { addr, source })?;
+            Some((l, token, addr))
+        }
+    };
+
+    let mut term = signal(SignalKind::terminate()).map_err(ServerError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(ServerError::Signal)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(ServerError::Signal)?;
+
+    let (quit_tx, quit_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    {
+        let mut q = quit_rx.clone();
+        let app = http::router(shared.clone());
+        tasks.push(tokio::spawn(async move {
+            let _ = axum::serve(unix, app)
+                .with_graceful_shutdown(async move {
+                    let _ = q.wait_for(|v| *v).await;
+                })
+                .await;
+        }));
+    }
+    if let Some((listener, token, addr)) = tcp {
+        let mut q = quit_rx.clone();
+        let app = http::router_with_token(shared.clone(), token);
+        tracing::info!(%addr, "admin API on TCP (bearer token required)");
+        tasks.push(tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = q.wait_for(|v| *v).await;
+                })
+                .await;
+        }));
+    }
+    {
+        let mut q = quit_rx.clone();
+        let shared = shared.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = every.tick() => lock(&shared).tick(),
+                    _ = q.wait_for(|v| *v) => break,
+                }
+            }
+        }));
+    }
+
+    tracing::info!(socket = %opts.socket.display(), services = restored, "rvsd ready");
+    sd_notify("READY=1");
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
+            _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
+            _ = stop.wait_for(|v| *v) => break,
+            _ = hup.recv() => {
+                sd_notify("RELOADING=1");
+                match lock(&shared).reload() {
+                    Ok(r) => tracing::info!(changes = r.changes, "SIGHUP: reloaded"),
+                    Err(e) => tracing::error!(error = %e, "SIGHUP: reload refused, running table kept"),
+                }
+                sd_notify("READY=1");
+            }
+        }
+    }
+    sd_notify("STOPPING=1");
+    let _ = quit_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let _ = std::fs::remove_file(&opts.socket);
+    tracing::info!("rvsd stopped");
+    Ok(())
+}
