@@ -158,14 +158,19 @@ impl ServerSpec {
     }
 }
 
-/// Whether the kernel would accept `addr` as a real server: ip_vs_ctl.c
-/// `ip_vs_check_dest`-era checks refuse what `inet_addr_type` does not call
-/// RTN_UNICAST or RTN_LOCAL (unspecified, broadcast, multicast), and for IPv6
-/// what `ipv6_addr_type` marks multicast or unspecified.
+/// Whether the kernel would accept `addr` as a real server (ip_vs_ctl.c
+/// `ip_vs_new_dest`): IPv4 must be what `inet_addr_type` calls RTN_UNICAST or
+/// RTN_LOCAL, so 0.0.0.0/8 and 255.255.255.255 (RTN_BROADCAST) and 224/4
+/// (RTN_MULTICAST) are refused; IPv6 must be unicast and not link-local.
 fn is_unicast(addr: &IpAddr) -> bool {
     match addr {
-        IpAddr::V4(a) => !(a.is_unspecified() || a.is_broadcast() || a.is_multicast()),
-        IpAddr::V6(a) => !(a.is_unspecified() || a.is_multicast()),
+        IpAddr::V4(a) => !(a.octets()[0] == 0 || a.is_broadcast() || a.is_multicast()),
+        IpAddr::V6(a) => {
+            let link_local = (a.segments()[0] & 0xffc0) == 0xfe80;
+            // ::ffff:a.b.c.d is IPV6_ADDR_MAPPED, not unicast (real kernel: EINVAL)
+            let mapped = a.to_ipv4_mapped().is_some();
+            !(a.is_unspecified() || a.is_multicast() || link_local || mapped)
+        }
     }
 }
 

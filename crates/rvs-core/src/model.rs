@@ -384,7 +384,10 @@ impl DestConfig {
         if self.weight > MAX_WEIGHT {
             return Err(ConfigError::Weight(u64::from(self.weight)));
         }
-        if self.l_threshold > self.u_threshold && self.u_threshold != 0 {
+        // ip_vs_ctl.c ip_vs_add_dest/ip_vs_edit_dest: -ERANGE whenever the lower
+        // threshold is above the upper one, even when the upper one is 0 (unset);
+        // the real kernel refuses `-y 10` alone (rvsadm goldens, thresholds.golden).
+        if self.l_threshold > self.u_threshold {
             return Err(ConfigError::Thresholds {
                 lower: self.l_threshold,
                 upper: self.u_threshold,
@@ -456,6 +459,14 @@ mod tests {
             d.validate(&tcp(80)),
             Err(ConfigError::Thresholds { .. })
         ));
+        d.u_threshold = 0;
+        d.l_threshold = 1;
+        assert!(matches!(
+            d.validate(&tcp(80)),
+            Err(ConfigError::Thresholds { .. })
+        ));
+        d.l_threshold = 0;
+        assert_eq!(d.validate(&tcp(80)), Ok(()));
     }
 
     #[test]

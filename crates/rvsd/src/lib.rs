@@ -2,6 +2,7 @@
 //! the crash-safe state file, the admin API, and the server that runs them. The
 //! `rvsd` and `rvsadm` binaries of this package are thin shells over it.
 
+pub mod client;
 pub mod control;
 pub mod http;
 pub mod paths;

@@ -1,0 +1,97 @@
+//! The admin API refuses what it must: unauthenticated TCP requests (401),
+//! malformed JSON and out-of-range values (4xx with a message), and none of those
+//! change the table.
+
+mod common;
+
+use common::{free_port, http_tcp, Daemon};
+
+const ADD: &str = r#"{"commands":[{"op":"add_service","spec":{"service":{"protocol":"tcp","address":"10.0.0.1","port":80}}}]}"#;
+
+fn table(addr: &str) -> String {
+    let (status, body) = http_tcp(addr, "GET", "/v1/table", Some("s3cret"), "");
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+#[test]
+fn tcp_listener_needs_the_token_and_bad_requests_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let _d = Daemon::start(
+        dir.path(),
+        &["--listen", &addr, "--token-file", token.to_str().unwrap()],
+    );
+    let empty = table(&addr);
+
+    // no token, a wrong token, a token in the wrong scheme: 401, nothing applied
+    for tok in [None, Some("wrong"), Some("s3cret ")] {
+        let (status, body) = http_tcp(&addr, "POST", "/v1/commands", tok, ADD);
+        assert_eq!(status, 401, "{tok:?}: {body}");
+        assert!(body.contains("\"unauthorized\""), "{body}");
+    }
+    let (status, _) = http_tcp(&addr, "GET", "/v1/table", None, "");
+    assert_eq!(status, 401);
+    assert_eq!(table(&addr), empty);
+
+    // malformed JSON: 400 with the parser's position
+    let (status, body) = http_tcp(&addr, "POST", "/v1/commands", Some("s3cret"), "{\"commands\": [");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("EOF while parsing"), "{body}");
+
+    // out of range: weight 70000 (u32 but over 65535), port 70000 (not a u16),
+    // a negative timeout, an unknown scheduler, an unknown field, an unknown op
+    let bad = [
+        (r#"{"commands":[{"op":"add_service","spec":{"service":{"protocol":"tcp","address":"10.0.0.1","port":80}}},{"op":"add_server","service":{"protocol":"tcp","address":"10.0.0.1","port":80},"server":{"address":"10.0.0.2","port":80,"weight":70000}}]}"#, 422, "70000"),
+        (r#"{"commands":[{"op":"add_service","spec":{"service":{"protocol":"tcp","address":"10.0.0.1","port":70000}}}]}"#, 422, "70000"),
+        (r#"{"commands":[{"op":"set_timeouts","timeouts":{"tcp":-5,"tcpfin":0,"udp":0}}]}"#, 422, "-5"),
+        (r#"{"commands":[{"op":"add_service","spec":{"service":{"protocol":"tcp","address":"10.0.0.1","port":80},"scheduler":"fastest"}}]}"#, 422, "fastest"),
+        (r#"{"commands":[{"op":"add_service","spec":{"service":{"protocol":"tcp","address":"10.0.0.1","port":80},"colour":"red"}}]}"#, 422, "colour"),
+        (r#"{"commands":[{"op":"explode"}]}"#, 422, "explode"),
+        (r#"{"commands":[{"op":"add_service","spec":{"service":{"protocol":"tcp","address":"10.0.0.300","port":80}}}]}"#, 422, "10.0.0.300"),
+    ];
+    for (body, want, mention) in bad {
+        let (status, answer) = http_tcp(&addr, "POST", "/v1/commands", Some("s3cret"), body);
+        assert_eq!(status, want, "{body} -> {answer}");
+        assert!(answer.contains(mention), "{body} -> {answer}");
+        assert!(answer.starts_with("{\"error\":"), "{answer}");
+    }
+    // the first command of the weight batch was valid: the batch is all or nothing
+    assert_eq!(table(&addr), empty);
+
+    // a good request with the token works
+    let (status, body) = http_tcp(&addr, "POST", "/v1/commands", Some("s3cret"), ADD);
+    assert_eq!(status, 200, "{body}");
+    assert_ne!(table(&addr), empty);
+    let (status, body) = http_tcp(&addr, "GET", "/v1/nowhere", Some("s3cret"), "");
+    assert_eq!(status, 404, "{body}");
+}
+
+#[test]
+fn tcp_without_a_token_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rvsd"))
+        .args(["--socket", dir.path().join("s").to_str().unwrap(), "--no-state"])
+        .args(["--listen", "127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("without a token"));
+}
+
+#[test]
+fn a_second_rvsd_on_the_same_socket_refuses_and_the_socket_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &[]);
+    let mode = std::fs::metadata(&d.socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rvsd"))
+        .args(["--socket", d.socket.to_str().unwrap(), "--no-state"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already serving"));
+}
