@@ -2,7 +2,7 @@
 # Regenerates the golden files from the real ipvsadm 1.31 + Linux 6.1 IPVS
 # (the ipvs-oracle guest), in ONE boot for all the chosen scenarios.
 #   bash regen.sh                 # every NAME.cmds here
-#   bash regen.sh lists errors    # only these (NAME or NAME.cmds)
+#   bash regen.sh list-basic errors-popt   # only these (NAME or NAME.cmds)
 # For each scenario the guest clears the table and restores the default
 # timeouts (ipvsadm -C; ipvsadm --set 900 120 300), then runs
 # `sh driver.sh NAME.cmds`; its output becomes NAME.golden.
@@ -12,6 +12,8 @@
 # /usr/sbin/ipvsadm-save and ipvsadm-restore on PATH (they are #!/bin/bash:
 # /bin/bash in the guest runs busybox sh); /sbin/modprobe = busybox, so the
 # kernel can autoload ip_vs_pe_sip like on a real host; only lo has addresses.
+# Afterwards check-order.py rejects any sorted service list whose order would
+# depend on the kernel's per-boot hash order. Needs python3 on the host.
 set -euo pipefail
 export LC_ALL=C
 here=$(cd "$(dirname "$0")" && pwd)
@@ -79,5 +81,7 @@ for n in "${names[@]}"; do
 		on && $0 ~ "^@@@ end " { exit }
 		on { print }' "$tmp/out" > "$here/$n.golden"
 	echo "$n: $(grep -c '^\$ ' "$here/$n.golden") commands" >&2
+	# a sorted service list must not depend on the kernel's per-boot hash order
+	python3 "$here/check-order.py" "$here/$n.golden" >&2 || status=1
 done
 exit $status
