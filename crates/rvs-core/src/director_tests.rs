@@ -479,7 +479,7 @@ fn validation_errors_change_nothing() {
         d.add_service(ServiceConfig::new(key)),
         Err(CoreError::ServiceExists(_))
     ));
-    let mut bad = dest("192.168.0.2", 80, 70_000, Forward::Masq);
+    let mut bad = dest("192.168.0.2", 80, 1 << 31, Forward::Masq);
     assert!(d.add_dest(&key, bad).is_err());
     bad.weight = 1;
     bad.forward = Forward::Tunnel(TunnelConfig {

@@ -12,7 +12,7 @@ pub enum ConfigError {
     ZeroPortNotPersistent,
     #[error("one-packet scheduling is only for UDP and fwmark virtual services")]
     OnePacketNotUdp,
-    #[error("illegal weight {0}: must be 0..65535")]
+    #[error("illegal weight {0}: must be 0..2147483647")]
     Weight(u64),
     #[error("lower threshold {lower} is higher than upper threshold {upper}")]
     Thresholds { lower: u32, upper: u32 },

@@ -17,7 +17,10 @@ pub const DEFAULT_PERSISTENCE_TIMEOUT: u32 = 360;
 /// Largest persistence timeout ipvsadm accepts (31 days).
 pub const MAX_PERSISTENCE_TIMEOUT: u32 = 2_678_400;
 /// Largest real-server weight (ipvsadm `-w` range).
-pub const MAX_WEIGHT: u32 = 65_535;
+/// The kernel takes any non-negative `int` weight (ip_vs_ctl.c refuses only
+/// `weight < 0`), and Debian's ipvsadm 1.31 passes up to INT_MAX (rvsadm goldens:
+/// `-w 65536` is accepted, `-w 2147483648` is not).
+pub const MAX_WEIGHT: u32 = i32::MAX as u32;
 
 /// Transport protocol of a virtual service (IPPROTO numbers).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -356,7 +359,7 @@ impl ServiceConfig {
 pub struct DestConfig {
     pub addr: IpAddr,
     pub port: u16,
-    /// 0..=65535; 0 means quiesced (no new connections).
+    /// 0..=MAX_WEIGHT; 0 means quiesced (no new connections).
     pub weight: u32,
     pub forward: Forward,
     /// `-x`: upper connection threshold, 0 = none.
@@ -450,8 +453,10 @@ mod tests {
     #[test]
     fn weight_and_threshold_ranges() {
         let mut d = DestConfig::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 80);
+        d.weight = 1 << 31;
+        assert_eq!(d.validate(&tcp(80)), Err(ConfigError::Weight(1 << 31)));
         d.weight = 65_536;
-        assert_eq!(d.validate(&tcp(80)), Err(ConfigError::Weight(65_536)));
+        assert_eq!(d.validate(&tcp(80)), Ok(()));
         d.weight = 65_535;
         d.u_threshold = 10;
         d.l_threshold = 11;

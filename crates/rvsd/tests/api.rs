@@ -37,20 +37,50 @@ fn tcp_listener_needs_the_token_and_bad_requests_change_nothing() {
     assert_eq!(table(&addr), empty);
 
     // malformed JSON: 400 with the parser's position
-    let (status, body) = http_tcp(&addr, "POST", "/v1/commands", Some("s3cret"), "{\"commands\": [");
+    let (status, body) = http_tcp(
+        &addr,
+        "POST",
+        "/v1/commands",
+        Some("s3cret"),
+        "{\"commands\": [",
+    );
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("EOF while parsing"), "{body}");
 
-    // out of range: weight 70000 (u32 but over 65535), port 70000 (not a u16),
+    // out of range: weight 2^31 (a u32, but the kernel's weight is an int), port 70000 (not a u16),
     // a negative timeout, an unknown scheduler, an unknown field, an unknown op
     let bad = [
-        (r#"{"commands":[{"op":"add_service","spec":{"service":{"protocol":"tcp","address":"10.0.0.1","port":80}}},{"op":"add_server","service":{"protocol":"tcp","address":"10.0.0.1","port":80},"server":{"address":"10.0.0.2","port":80,"weight":70000}}]}"#, 422, "70000"),
-        (r#"{"commands":[{"op":"add_service","spec":{"service":{"protocol":"tcp","address":"10.0.0.1","port":70000}}}]}"#, 422, "70000"),
-        (r#"{"commands":[{"op":"set_timeouts","timeouts":{"tcp":-5,"tcpfin":0,"udp":0}}]}"#, 422, "-5"),
-        (r#"{"commands":[{"op":"add_service","spec":{"service":{"protocol":"tcp","address":"10.0.0.1","port":80},"scheduler":"fastest"}}]}"#, 422, "fastest"),
-        (r#"{"commands":[{"op":"add_service","spec":{"service":{"protocol":"tcp","address":"10.0.0.1","port":80},"colour":"red"}}]}"#, 422, "colour"),
+        (
+            r#"{"commands":[{"op":"add_service","spec":{"service":{"protocol":"tcp","address":"10.0.0.1","port":80}}},{"op":"add_server","service":{"protocol":"tcp","address":"10.0.0.1","port":80},"server":{"address":"10.0.0.2","port":80,"weight":2147483648}}]}"#,
+            422,
+            "2147483648",
+        ),
+        (
+            r#"{"commands":[{"op":"add_service","spec":{"service":{"protocol":"tcp","address":"10.0.0.1","port":70000}}}]}"#,
+            422,
+            "70000",
+        ),
+        (
+            r#"{"commands":[{"op":"set_timeouts","timeouts":{"tcp":-5,"tcpfin":0,"udp":0}}]}"#,
+            422,
+            "-5",
+        ),
+        (
+            r#"{"commands":[{"op":"add_service","spec":{"service":{"protocol":"tcp","address":"10.0.0.1","port":80},"scheduler":"fastest"}}]}"#,
+            422,
+            "fastest",
+        ),
+        (
+            r#"{"commands":[{"op":"add_service","spec":{"service":{"protocol":"tcp","address":"10.0.0.1","port":80},"colour":"red"}}]}"#,
+            422,
+            "colour",
+        ),
         (r#"{"commands":[{"op":"explode"}]}"#, 422, "explode"),
-        (r#"{"commands":[{"op":"add_service","spec":{"service":{"protocol":"tcp","address":"10.0.0.300","port":80}}}]}"#, 422, "10.0.0.300"),
+        (
+            r#"{"commands":[{"op":"add_service","spec":{"service":{"protocol":"tcp","address":"10.0.0.300","port":80}}}]}"#,
+            422,
+            "10.0.0.300",
+        ),
     ];
     for (body, want, mention) in bad {
         let (status, answer) = http_tcp(&addr, "POST", "/v1/commands", Some("s3cret"), body);
@@ -73,7 +103,11 @@ fn tcp_listener_needs_the_token_and_bad_requests_change_nothing() {
 fn tcp_without_a_token_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_rvsd"))
-        .args(["--socket", dir.path().join("s").to_str().unwrap(), "--no-state"])
+        .args([
+            "--socket",
+            dir.path().join("s").to_str().unwrap(),
+            "--no-state",
+        ])
         .args(["--listen", "127.0.0.1:1"])
         .output()
         .unwrap();

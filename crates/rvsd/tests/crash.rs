@@ -23,7 +23,11 @@ fn random_command(rng: &mut StdRng) -> Vec<String> {
     let sched = ["rr", "wrr", "wlc", "sh", "mh", "lc"][rng.random_range(0..6)];
     let weight = rng.random_range(0..5).to_string();
     let fwd = ["-g", "-m", "-i"][rng.random_range(0..3)];
-    let proto = if rng.random_range(0..4) == 0 { "-u" } else { "-t" };
+    let proto = if rng.random_range(0..4) == 0 {
+        "-u"
+    } else {
+        "-t"
+    };
     let args: Vec<&str> = match rng.random_range(0..100) {
         0..=19 => vec!["-A", proto, &vip, "-s", sched],
         20..=29 => vec!["-E", proto, &vip, "-s", sched, "-p", "60"],

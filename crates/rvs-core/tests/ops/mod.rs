@@ -227,7 +227,7 @@ fn forward(b: &mut Bytes<'_>) -> Forward {
 
 fn dest_config(b: &mut Bytes<'_>) -> DestConfig {
     let mut d = DestConfig::new(rip(b), port(b));
-    d.weight = b.pick(&[1, 1, 2, 5, 0, 100, 65_535, 65_536], Bytes::u32);
+    d.weight = b.pick(&[1, 1, 2, 5, 0, 100, 65_535, 1 << 31], Bytes::u32);
     d.forward = forward(b);
     d.u_threshold = b.pick(&[0, 0, 0, 1, 2, 3, 10], Bytes::u32);
     d.l_threshold = b.pick(&[0, 0, 0, 1, 2, 5, 20], Bytes::u32);

@@ -78,7 +78,13 @@ impl Drop for Daemon {
 }
 
 /// One HTTP/1.1 request over TCP; returns (status, body).
-pub fn http_tcp(addr: &str, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+pub fn http_tcp(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect");
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
@@ -96,7 +102,10 @@ pub fn http_tcp(addr: &str, method: &str, path: &str, token: Option<&str>, body:
         .nth(1)
         .and_then(|c| c.parse().ok())
         .expect("status");
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 

@@ -77,9 +77,9 @@ impl Cli {
             Action::ListAll(f) | Action::Save(f) => {
                 self.table().map(|t| ok(render_list_all(&t, f, &r)))
             }
-            Action::ListService(s, f) => self.table().map(|t| {
-                render_list_service(&t, &s, f, &r).unwrap_or_else(|o| o)
-            }),
+            Action::ListService(s, f) => self
+                .table()
+                .map(|t| render_list_service(&t, &s, f, &r).unwrap_or_else(|o| o)),
             Action::ListConns(f) => match self.client.get::<Vec<ConnView>>("/v1/connections") {
                 Ok(Ok(c)) => Ok(ok(render_conns(&c, f, &r))),
                 Ok(Err(e)) => Ok(failed(format!("{}\n", e.message), 1)),
@@ -155,10 +155,11 @@ impl Cli {
             Err(o) => o,
             Ok(Ok(_)) => ok(String::new()),
             Ok(Err(e)) => {
-                let (line, text, op) = e
-                    .index
-                    .and_then(|i| ops.get(i).cloned())
-                    .unwrap_or((0, String::new(), Op::AddService));
+                let (line, text, op) = e.index.and_then(|i| ops.get(i).cloned()).unwrap_or((
+                    0,
+                    String::new(),
+                    Op::AddService,
+                ));
                 failed(
                     format!(
                         "{}\n{}: restore: line {line} ({text}) failed; nothing was restored\n",
