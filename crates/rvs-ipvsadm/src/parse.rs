@@ -471,7 +471,9 @@ fn parse_options(
             }
             v if v == i32::from(b'w') => {
                 set_option(e, OPTC_WEIGHT)?;
-                match string_to_number(&a, 0, 65535) {
+                // Debian's ipvsadm 1.31 carries the patch raising the limit from
+                // upstream's 65535 to the kernel's INT_MAX (Debian bug 814348).
+                match string_to_number(&a, 0, i64::from(i32::MAX)) {
                     Some(n) => e.dest.weight = n as i32,
                     None => return fail(2, "illegal weight specified"),
                 }

@@ -652,7 +652,29 @@ fn real_servers() {
     ]);
     assert_eq!((s.weight, s.u_threshold, s.l_threshold), (0, 5, 9));
     assert_eq!(
-        fails(&["-a", "-t", "10.0.0.1:80", "-r", "10.0.0.2", "-w", "65536"]),
+        server_of(&[
+            "-a",
+            "-t",
+            "10.0.0.1:80",
+            "-r",
+            "10.0.0.2",
+            "-w",
+            "2147483647"
+        ])
+        .1
+        .weight,
+        2_147_483_647
+    );
+    assert_eq!(
+        fails(&[
+            "-a",
+            "-t",
+            "10.0.0.1:80",
+            "-r",
+            "10.0.0.2",
+            "-w",
+            "2147483648"
+        ]),
         "illegal weight specified\n"
     );
     assert_eq!(
