@@ -190,7 +190,8 @@ pub enum Action {
     },
     /// `-L`/`-l` (also ipvsadm with no argument at all): [`render_list_all`].
     ListAll(Format),
-    /// `-L -t|-u|--sctp-service|-f ...`: [`render_list_service`].
+    /// `-L -t|-u|--sctp-service|-f ...`: [`render_list_service`]. Its `Err` ends the
+    /// process (ipvsadm calls `exit(1)`), inside `-R` too.
     ListService(rvs_api::ServiceRef, Format),
     /// `-L -c`: [`render_conns`].
     ListConns(Format),

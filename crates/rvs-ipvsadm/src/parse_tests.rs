@@ -1075,3 +1075,20 @@ fn nul_bytes_end_an_argument() {
         tcp("10.0.0.1", 80)
     );
 }
+
+#[test]
+fn posixly_correct_ends_options_at_the_first_word() {
+    let words = argv(&["-A", "-t", "1.2.3.4:80", "x", "-s"]);
+    assert_eq!(
+        parse_args_ext(&words, false, true, &NoResolver),
+        Action::Exit(Output::stderr("unexpected argument x\n".into(), 2))
+    );
+    assert_eq!(
+        parse_args_ext(&words, false, false, &NoResolver),
+        Action::Failed(Output::stderr("-s: missing argument\n".into(), 255))
+    );
+    assert_eq!(
+        parse_args_ext(&argv(&["x", "-L"]), false, true, &NoResolver),
+        Action::Exit(Output::stderr(TRYHELP.into(), 255))
+    );
+}
