@@ -160,11 +160,11 @@ impl ServerSpec {
 
 /// Whether the kernel would accept `addr` as a real server (ip_vs_ctl.c
 /// `ip_vs_new_dest`): IPv4 must be what `inet_addr_type` calls RTN_UNICAST or
-/// RTN_LOCAL, so 0.0.0.0/8 and 255.255.255.255 (RTN_BROADCAST) and 224/4
-/// (RTN_MULTICAST) are refused; IPv6 must be unicast and not link-local.
+/// RTN_LOCAL, so 0.0.0.0 and 255.255.255.255 (RTN_BROADCAST) and 224/4
+/// (RTN_MULTICAST) are refused (the real kernel takes 0.0.0.1 and 240.0.0.1); IPv6 must be unicast and not link-local.
 fn is_unicast(addr: &IpAddr) -> bool {
     match addr {
-        IpAddr::V4(a) => !(a.octets()[0] == 0 || a.is_broadcast() || a.is_multicast()),
+        IpAddr::V4(a) => !(a.is_unspecified() || a.is_broadcast() || a.is_multicast()),
         IpAddr::V6(a) => {
             let link_local = (a.segments()[0] & 0xffc0) == 0xfe80;
             // ::ffff:a.b.c.d is IPV6_ADDR_MAPPED, not unicast (real kernel: EINVAL)

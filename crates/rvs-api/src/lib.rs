@@ -219,12 +219,18 @@ pub enum Command {
 #[serde(deny_unknown_fields)]
 pub struct CommandBatch {
     pub commands: Vec<Command>,
+    /// Check the batch and answer the table it would give, changing nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// Answer of `POST /v1/commands`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Applied {
     pub applied: usize,
+    /// With `dry_run`: the table as it would be after the batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<TableView>,
 }
 
 /// Cumulative counters (`--stats`).

@@ -45,8 +45,11 @@ const TRASH_PERIOD: Span = Span::from_secs(120);
 const EXPIRE_LATER: Span = Span::from_secs(60);
 /// Timeout of a connection before its first state transition.
 const INITIAL_TIMEOUT: Span = Span::from_secs(3);
-/// Largest timeout `--set` accepts (INT_MAX / HZ with HZ = 1000).
-const MAX_SET_TIMEOUT: u64 = (i32::MAX as u64) / 1000;
+/// Largest timeout `--set` accepts: 31 days, ipvsadm's MAX_TIMEOUT (the real
+/// ipvsadm and Debian's kernel, HZ=250, take `--set 2678400 2678400 2678400`;
+/// rvsadm goldens, timeouts.golden). Connection timeouts are u32 milliseconds,
+/// which hold it.
+const MAX_SET_TIMEOUT: u64 = 86_400 * 31;
 
 /// The IPVS sysctls that change the connection path (Documentation/networking/ipvs-sysctl.rst).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -100,6 +100,16 @@ impl Control {
 
     /// Applies `commands` all or nothing; Ok(n) once they are applied and saved.
     pub fn apply(&mut self, commands: &[Command]) -> Result<usize, ApiError> {
+        self.apply_batch(commands, false).map(|(n, _)| n)
+    }
+
+    /// Applies `commands` all or nothing, or with `dry_run` only checks them and
+    /// returns the table they would give (nothing changes, nothing is saved).
+    pub fn apply_batch(
+        &mut self,
+        commands: &[Command],
+        dry_run: bool,
+    ) -> Result<(usize, Option<TableView>), ApiError> {
         let now = self.now();
         let mut scratch = Director::new(DirectorConfig::default());
         for cmd in self.table.replay() {
@@ -117,6 +127,9 @@ impl Control {
                 ApiError::new(ErrorKind::Persist, format!("internal: state mirror: {e}")).at(i)
             })?;
         }
+        if dry_run {
+            return Ok((commands.len(), Some(table_view(&scratch, &next))));
+        }
         self.persist(&next)?;
         for cmd in commands {
             if let Err(e) = apply_to_core(&mut self.director, cmd, now) {
@@ -125,7 +138,7 @@ impl Control {
             }
         }
         self.table = next;
-        Ok(commands.len())
+        Ok((commands.len(), None))
     }
 
     fn persist(&self, next: &TableState) -> Result<(), ApiError> {
@@ -167,38 +180,7 @@ impl Control {
 
     /// The table as `ipvsadm -L` shows it.
     pub fn table_view(&self) -> TableView {
-        let d = &self.director;
-        let mut services = Vec::with_capacity(self.table.services.len());
-        for entry in &self.table.services {
-            let key = key_of(&entry.spec.service);
-            let Some(svc) = d.service_by_key(&key) else {
-                continue;
-            };
-            let servers = d
-                .dests_of(svc)
-                .map(|dest| ServerView {
-                    spec: server_spec_of(&dest.config),
-                    active_conns: dest.active_conns,
-                    inactive_conns: dest.inactive_conns,
-                    persistent_conns: dest.persist_conns,
-                    stats: stats_view(dest.stats.counters()),
-                    rates: rates_view(dest.stats.rates()),
-                })
-                .collect();
-            services.push(ServiceView {
-                spec: service_spec_of(&svc.config),
-                stats: stats_view(svc.stats.counters()),
-                rates: rates_view(svc.stats.rates()),
-                servers,
-            });
-        }
-        let (tcp, tcpfin, udp) = d.timeouts().shown();
-        TableView {
-            version: IPVS_VERSION.to_string(),
-            conn_tab_size: CONN_TAB_SIZE,
-            timeouts: rvs_api::TimeoutsSpec { tcp, tcpfin, udp },
-            services,
-        }
+        table_view(&self.director, &self.table)
     }
 
     /// The connection entries, as `/proc/net/ip_vs_conn` lists them.
@@ -241,6 +223,41 @@ impl Control {
     }
 }
 
+/// The table of core `d`, services in the configured order of `table`.
+fn table_view(d: &Director, table: &TableState) -> TableView {
+    let mut services = Vec::with_capacity(table.services.len());
+    for entry in &table.services {
+        let key = key_of(&entry.spec.service);
+        let Some(svc) = d.service_by_key(&key) else {
+            continue;
+        };
+        let servers = d
+            .dests_of(svc)
+            .map(|dest| ServerView {
+                spec: server_spec_of(&dest.config),
+                active_conns: dest.active_conns,
+                inactive_conns: dest.inactive_conns,
+                persistent_conns: dest.persist_conns,
+                stats: stats_view(dest.stats.counters()),
+                rates: rates_view(dest.stats.rates()),
+            })
+            .collect();
+        services.push(ServiceView {
+            spec: service_spec_of(&svc.config),
+            stats: stats_view(svc.stats.counters()),
+            rates: rates_view(svc.stats.rates()),
+            servers,
+        });
+    }
+    let (tcp, tcpfin, udp) = d.timeouts().shown();
+    TableView {
+        version: IPVS_VERSION.to_string(),
+        conn_tab_size: CONN_TAB_SIZE,
+        timeouts: rvs_api::TimeoutsSpec { tcp, tcpfin, udp },
+        services,
+    }
+}
+
 fn stats_view(c: Counters) -> StatsView {
     StatsView {
         conns: c.conns,
@@ -274,12 +291,17 @@ pub fn apply_to_core(d: &mut Director, cmd: &Command, now: Time) -> Result<(), A
     };
     match cmd {
         Command::AddService { spec } => {
+            // The kernel finds an existing service before it looks for the
+            // scheduler: `-A` of an existing service with `-s bogus` is EEXIST.
+            let key = key_of(&spec.service);
+            if d.service_by_key(&key).is_some() {
+                return Err(rvs_core::CoreError::ServiceExists(key).into());
+            }
             d.add_service(spec.to_core()?)?;
         }
         Command::EditService { spec } => {
-            let cfg = spec.to_core()?;
             need_service(d, &spec.service)?;
-            d.edit_service(cfg)?;
+            d.edit_service(spec.to_core()?)?;
         }
         Command::DeleteService { service } => d.delete_service(&key_of(service), now)?,
         Command::Clear {} => d.clear(now),

@@ -126,9 +126,11 @@ async fn connections(State(shared): State<Shared>) -> Response {
 
 async fn commands(State(shared): State<Shared>, body: Bytes) -> Result<Response, ApiResponse> {
     let batch: CommandBatch = parse_body(&body)?;
-    let applied = lock(&shared).apply(&batch.commands)?;
-    tracing::info!(commands = applied, "applied");
-    Ok(Json(Applied { applied }).into_response())
+    let (applied, table) = lock(&shared).apply_batch(&batch.commands, batch.dry_run)?;
+    if !batch.dry_run {
+        tracing::info!(commands = applied, "applied");
+    }
+    Ok(Json(Applied { applied, table }).into_response())
 }
 
 async fn reload(State(shared): State<Shared>) -> Result<Response, ApiResponse> {

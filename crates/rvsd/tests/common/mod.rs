@@ -1,5 +1,5 @@
 //! Test helpers: start rvsd on a private socket and state file, run rvsadm against it.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

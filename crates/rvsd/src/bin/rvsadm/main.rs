@@ -14,8 +14,9 @@ use std::process::ExitCode;
 
 use rvs_api::{Applied, Command, CommandBatch, ConnView, TableView};
 use rvs_ipvsadm::{
-    error_message, parse_args, personality, render_conns, render_list_all, render_list_service,
-    render_timeout, restore_lines, save_script_args, Action, Format, Op, Output, Personality,
+    error_message, parse_args, parse_args_ext, personality, render_conns, render_list_all,
+    render_list_service, render_timeout, restore_lines, restore_script_input, save_script_args,
+    Action, Format, Op, Output, Personality,
 };
 use rvsd::client::{Client, ClientError};
 use rvsd::paths;
@@ -57,19 +58,23 @@ impl Cli {
     }
 
     fn apply(&self, commands: Vec<Command>) -> Result<Result<usize, rvs_api::ApiError>, Output> {
-        match self
-            .client
-            .post::<_, Applied>("/v1/commands", &CommandBatch { commands })
-        {
-            Ok(r) => Ok(r.map(|a| a.applied)),
-            Err(e) => Err(self.unreachable(e)),
-        }
+        self.batch(commands, false).map(|r| r.map(|a| a.applied))
+    }
+
+    fn batch(
+        &self,
+        commands: Vec<Command>,
+        dry_run: bool,
+    ) -> Result<Result<Applied, rvs_api::ApiError>, Output> {
+        self.client
+            .post::<_, Applied>("/v1/commands", &CommandBatch { commands, dry_run })
+            .map_err(|e| self.unreachable(e))
     }
 
     fn run(&self, action: Action) -> Output {
         let r = Glibc;
         let result = match action {
-            Action::Exit(o) => Ok(o),
+            Action::Exit(o) | Action::Failed(o) => Ok(o),
             Action::Apply { op, command } => self.apply(vec![command]).map(|res| match res {
                 Ok(_) => ok(String::new()),
                 Err(e) => failed(format!("{}\n", error_message(op, &e)), 255),
@@ -79,7 +84,7 @@ impl Cli {
             }
             Action::ListService(s, f) => self
                 .table()
-                .map(|t| render_list_service(&t, &s, f, &r).unwrap_or_else(|o| o)),
+                .map(|t| render_list_service(&t, &s, f, &r).map_or_else(|o| o, ok)),
             Action::ListConns(f) => match self.client.get::<Vec<ConnView>>("/v1/connections") {
                 Ok(Ok(c)) => Ok(ok(render_conns(&c, f, &r))),
                 Ok(Err(e)) => Ok(failed(format!("{}\n", e.message), 1)),
@@ -96,13 +101,15 @@ impl Cli {
                 "Connection synchronization is not implemented in this rvs version\n".into(),
                 255,
             )),
-            Action::Restore => self.restore(false),
+            Action::Restore => Ok(self.restore(false)),
         };
         result.unwrap_or_else(|o| o)
     }
 
-    /// `-R` (and ipvsadm-restore, which clears first): every line becomes one
+    /// `-R` (and ipvsadm-restore, which clears first): every rule line becomes one
     /// command of a single batch, so the table changes all at once or not at all.
+    /// A listing line in the input prints the table as the lines before it would
+    /// leave it (a dry run of the batch so far), as ipvsadm would have printed it.
     fn restore(&self, clear_first: bool) -> Output {
         let mut input = String::new();
         if let Err(e) = std::io::stdin().read_to_string(&mut input) {
@@ -110,66 +117,103 @@ impl Cli {
         }
         if clear_first {
             // ipvsadm-restore drops comment lines before it restores.
-            input = input
-                .lines()
-                .filter(|l| !l.starts_with('#'))
-                .map(|l| format!("{l}\n"))
-                .collect();
+            input = restore_script_input(&input);
         }
         let r = Glibc;
-        let mut ops: Vec<(usize, String, Op)> = Vec::new();
+        let mut out = Output::default();
+        let mut lines: Vec<(usize, String, Op)> = Vec::new();
         let mut commands = Vec::new();
         if clear_first {
             commands.push(Command::Clear {});
-            ops.push((0, "-C".into(), Op::Clear));
+            lines.push((0, "-C".into(), Op::Clear));
         }
+        let abort = |mut out: Output, o: Output, line: usize, text: &str, program: &str| {
+            out.stdout.push_str(&o.stdout);
+            out.stderr.push_str(&o.stderr);
+            out.stderr.push_str(&format!(
+                "{program}: restore: stopped at line {line} ({text}); nothing was restored\n"
+            ));
+            out.code = if o.code == 0 { 255 } else { o.code };
+            out
+        };
         for (line, argv) in restore_lines(&self.program, &input) {
-            let text = argv[1..].join(" ");
-            match parse_args(&argv, true, &r) {
-                Action::Apply { op, command } => {
-                    commands.push(command);
-                    ops.push((line, text, op));
-                }
-                Action::Exit(mut o) => {
-                    o.stderr.push_str(&format!(
-                        "{}: restore: line {line} ({text}) refused; nothing was restored\n",
-                        self.program
-                    ));
-                    return o;
-                }
-                _ => {
-                    return failed(
-                        format!(
-                            "{}: restore: line {line} ({text}) is not a rule change; nothing was restored\n",
-                            self.program
-                        ),
-                        255,
-                    )
-                }
+            let text = argv.get(1..).unwrap_or_default().join(" ");
+            let action = parse_args(&argv, true, &r);
+            if let Action::Apply { op, command } = action {
+                commands.push(command);
+                lines.push((line, text, op));
+                continue;
             }
+            // Anything else sees the table as the rules so far would leave it.
+            let table = if commands.is_empty() {
+                self.table().map(Ok)
+            } else {
+                self.batch(commands.clone(), true)
+                    .map(|res| res.map(|a| a.table.unwrap_or_else(empty_table)))
+            };
+            let table = match table {
+                Err(o) => return o,
+                Ok(Err(e)) => return self.batch_failed(out, &lines, &e),
+                Ok(Ok(t)) => t,
+            };
+            let o = match action {
+                Action::ListAll(f) | Action::Save(f) => ok(render_list_all(&table, f, &r)),
+                Action::ListTimeout => ok(render_timeout(&table.timeouts)),
+                Action::ListDaemon => ok(String::new()),
+                Action::ListService(s, f) => match render_list_service(&table, &s, f, &r) {
+                    Ok(text) => ok(text),
+                    Err(o) => return abort(out, o, line, &text, &self.program),
+                },
+                other => {
+                    let o = self.run(other);
+                    if o.code != 0 {
+                        return abort(out, o, line, &text, &self.program);
+                    }
+                    o
+                }
+            };
+            out.stdout.push_str(&o.stdout);
+            out.stderr.push_str(&o.stderr);
         }
         if commands.is_empty() {
-            return ok(String::new());
+            return out;
         }
         match self.apply(commands) {
             Err(o) => o,
-            Ok(Ok(_)) => ok(String::new()),
-            Ok(Err(e)) => {
-                let (line, text, op) = e.index.and_then(|i| ops.get(i).cloned()).unwrap_or((
-                    0,
-                    String::new(),
-                    Op::AddService,
-                ));
-                failed(
-                    format!(
-                        "{}\n{}: restore: line {line} ({text}) failed; nothing was restored\n",
-                        error_message(op, &e),
-                        self.program
-                    ),
-                    255,
-                )
-            }
+            Ok(Ok(_)) => out,
+            Ok(Err(e)) => self.batch_failed(out, &lines, &e),
         }
+    }
+
+    /// The daemon refused command `e.index` of a restore: say which line, as
+    /// ipvsadm would for that command, and that nothing changed.
+    fn batch_failed(
+        &self,
+        mut out: Output,
+        lines: &[(usize, String, Op)],
+        e: &rvs_api::ApiError,
+    ) -> Output {
+        let (line, text, op) = e.index.and_then(|i| lines.get(i).cloned()).unwrap_or((
+            0,
+            String::new(),
+            Op::AddService,
+        ));
+        out.stderr.push_str(&format!(
+            "{}\n{}: restore: line {line} ({text}) failed; nothing was restored\n",
+            error_message(op, e),
+            self.program
+        ));
+        out.code = 255;
+        out
+    }
+}
+
+fn empty_table() -> TableView {
+    TableView {
+        version: String::new(),
+        conn_tab_size: 0,
+        timeouts: rvs_api::TimeoutsSpec::default(),
+        services: Vec::new(),
     }
 }
 
@@ -193,7 +237,11 @@ fn main() -> ExitCode {
         },
         Personality::Restore => cli.restore(true),
         Personality::Ipvsadm if argv.len() <= 1 => cli.run(Action::ListAll(Format::default())),
-        Personality::Ipvsadm => cli.run(parse_args(&argv, false, &Glibc)),
+        Personality::Ipvsadm => {
+            let posix = std::env::var_os("POSIXLY_CORRECT").is_some()
+                || std::env::var_os("POSIX_ME_HARDER").is_some();
+            cli.run(parse_args_ext(&argv, false, posix, &Glibc))
+        }
     };
     let _ = std::io::stdout().write_all(out.stdout.as_bytes());
     let _ = std::io::stdout().flush();
