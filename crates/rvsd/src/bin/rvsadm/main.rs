@@ -139,11 +139,19 @@ impl Cli {
         for (line, argv) in restore_lines(&self.program, &input) {
             let text = argv.get(1..).unwrap_or_default().join(" ");
             let action = parse_args(&argv, true, &r);
-            if let Action::Apply { op, command } = action {
-                commands.push(command);
-                lines.push((line, text, op));
-                continue;
-            }
+            let action = match action {
+                Action::Apply { op, command } => {
+                    commands.push(command);
+                    lines.push((line, text, op));
+                    continue;
+                }
+                // ipvsadm exits here (even with -h, after the usage): rvs has
+                // applied nothing yet, and stops without applying anything.
+                Action::Exit(o) | Action::Failed(o) => {
+                    return abort(out, o, line, &text, &self.program)
+                }
+                other => other,
+            };
             // Anything else sees the table as the rules so far would leave it.
             let table = if commands.is_empty() {
                 self.table().map(Ok)
