@@ -2,6 +2,8 @@
 //! malformed JSON and out-of-range values (4xx with a message), and none of those
 //! change the table.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
+
 mod common;
 
 use common::{free_port, http_tcp, Daemon};

@@ -7,6 +7,8 @@
 //! and is the model of "the last acknowledged table".
 //! RVS_CRASH_ROUNDS (default 30) and RVS_CRASH_SEED change the run.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
+
 mod common;
 
 use std::process::Command;

@@ -2,6 +2,8 @@
 //! a missing daemon is one clear line, SIGHUP reloads by difference and SIGTERM
 //! stops cleanly.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
+
 mod common;
 
 use std::path::Path;

@@ -9,6 +9,8 @@
 //! applies all or nothing (tests/restore.rs checks rvs's behaviour).
 //! GOLDEN=NAME limits the run to one scenario.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
+
 mod common;
 
 use std::path::{Path, PathBuf};
