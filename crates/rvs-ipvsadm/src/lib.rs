@@ -5,6 +5,16 @@
 //! the table arrives as [`rvs_api::TableView`], and results come back as strings and
 //! [`Action`]s for the `rvsadm` binary to carry out.
 //!
+//! Use: a binary takes its [`Personality`] from `argv[0]`. As ipvsadm it calls
+//! [`parse_args`] and carries out the [`Action`] (see there for `-R`). As
+//! `ipvsadm-save` it checks [`save_script_args`] and then acts as `ipvsadm -S [-n]`;
+//! as `ipvsadm-restore` it acts as `ipvsadm -C`, then as `ipvsadm -R` reading
+//! [`restore_script_input`] of its standard input. Argv and standard input are
+//! bytes to ipvsadm; a binary passes them here converted lossily to UTF-8.
+//!
+//! The target is Debian's build, which differs from the 1.31 tarball in one place
+//! users can see: `-w` accepts up to 2147483647 (Debian bug 814348).
+//!
 //! Invariants: nothing here panics on any argv or input text; every output string is
 //! what ipvsadm 1.31 writes byte for byte, except where a doc comment says otherwise
 //! (rvs extensions such as the `FullNat` forwarding method, and the few ipvsadm
