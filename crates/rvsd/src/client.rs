@@ -77,8 +77,12 @@ impl Client {
                 .map(Ok)
                 .map_err(|e| self.protocol(format!("bad answer: {e}")))
         } else {
-            let err: ErrorBody = serde_json::from_slice(&bytes)
-                .map_err(|e| self.protocol(format!("bad error answer (HTTP {status}): {e}")))?;
+            let err: ErrorBody = serde_json::from_slice(&bytes).map_err(|_| {
+                self.protocol(format!(
+                    "HTTP {status}: {}",
+                    String::from_utf8_lossy(&bytes).trim()
+                ))
+            })?;
             Ok(Err(err.error))
         }
     }

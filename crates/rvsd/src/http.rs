@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::body::Bytes;
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -18,6 +18,9 @@ use rvs_api::{ApiError, Applied, CommandBatch, ErrorBody, ErrorKind};
 use serde::de::DeserializeOwned;
 
 use crate::control::Control;
+
+/// Largest request body accepted (64 MiB, about half a million rules).
+pub const MAX_BODY: usize = 64 << 20;
 
 /// The control plane shared by every listener.
 pub type Shared = Arc<Mutex<Control>>;
@@ -71,6 +74,8 @@ pub fn router(shared: Shared) -> Router {
         .route("/v1/commands", post(commands))
         .route("/v1/reload", post(reload))
         .fallback(not_found)
+        // A whole `ipvsadm -R` of tens of thousands of rules is one request.
+        .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(shared)
 }
 
