@@ -105,7 +105,7 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), S
     let restored = control.configured().services.len();
     let shared: Shared = Arc::new(Mutex::new(control));
 
-    let unix = bind_unix(&opts.socket)?;
+    // TCP first: if it fails, no socket file is left behind.
     let tcp = match opts.listen {
         None => None,
         Some(addr) => {
@@ -116,6 +116,7 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), S
             Some((l, token, addr))
         }
     };
+    let unix = bind_unix(&opts.socket)?;
 
     let mut term = signal(SignalKind::terminate()).map_err(ServerError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(ServerError::Signal)?;
