@@ -154,15 +154,23 @@ impl Control {
     }
 
     /// Re-reads the state file and applies only the difference to the running table:
-    /// unchanged services and servers keep their connections and counters.
+    /// unchanged services and servers keep their connections and counters. A file
+    /// that is missing, does not parse or does not apply changes nothing.
     pub fn reload(&mut self) -> Result<ReloadReport, ApiError> {
         let Some(file) = &self.file else {
             return Ok(ReloadReport { changes: 0 });
         };
+        // A missing file is refused rather than read as an empty table: a reload
+        // must never clear the director because a file went away.
         let wanted = file
             .load()
             .map_err(|e| ApiError::invalid(format!("reload refused: {e}")))?
-            .unwrap_or_default();
+            .ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "reload refused: {} does not exist; the running table is kept",
+                    file.path().display()
+                ))
+            })?;
         let changes = diff(&self.table, &wanted);
         let n = changes.len();
         if n > 0 {

@@ -139,7 +139,7 @@ fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
 }
 
 #[test]
-fn sighup_reloads_the_state_file_by_difference_and_keeps_the_table_on_a_bad_file() {
+fn sighup_reloads_the_state_file_by_difference_and_keeps_the_table_on_a_bad_or_missing_file() {
     let dir = tempfile::tempdir().unwrap();
     let d = Daemon::start(dir.path(), &[]);
     for args in [
@@ -168,6 +168,12 @@ fn sighup_reloads_the_state_file_by_difference_and_keeps_the_table_on_a_bad_file
         d.rvsadm(&["-Ln"]).status.success(),
         "rvsd died on a bad reload"
     );
+
+    // nor does a missing file clear the table
+    std::fs::remove_file(&d.state).unwrap();
+    signal(&d, "-HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(d.sn(), want);
 }
 
 #[test]

@@ -156,8 +156,16 @@ impl Cli {
             let table = if commands.is_empty() {
                 self.table().map(Ok)
             } else {
-                self.batch(commands.clone(), true)
-                    .map(|res| res.map(|a| a.table.unwrap_or_else(empty_table)))
+                self.batch(commands.clone(), true).map(|res| {
+                    res.and_then(|a| {
+                        a.table.ok_or_else(|| {
+                            rvs_api::ApiError::new(
+                                rvs_api::ErrorKind::BadRequest,
+                                "rvsd answered a dry run without a table",
+                            )
+                        })
+                    })
+                })
             };
             let table = match table {
                 Err(o) => return o,
@@ -213,15 +221,6 @@ impl Cli {
         ));
         out.code = 255;
         out
-    }
-}
-
-fn empty_table() -> TableView {
-    TableView {
-        version: String::new(),
-        conn_tab_size: 0,
-        timeouts: rvs_api::TimeoutsSpec::default(),
-        services: Vec::new(),
     }
 }
 
