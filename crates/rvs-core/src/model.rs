@@ -233,26 +233,6 @@ impl SchedFlags {
     pub fn is_empty(self) -> bool {
         self.bits() == 0
     }
-
-    /// Names ipvsadm prints for these flags under `sched` (ipvsadm.c `print_sched_flags`).
-    pub fn names(self, sched: SchedulerKind) -> Vec<&'static str> {
-        let mut out = Vec::new();
-        let (f1, f2) = match sched {
-            SchedulerKind::Sh => ("sh-fallback", "sh-port"),
-            SchedulerKind::Mh => ("mh-fallback", "mh-port"),
-            _ => ("flag-1", "flag-2"),
-        };
-        if self.flag1 {
-            out.push(f1);
-        }
-        if self.flag2 {
-            out.push(f2);
-        }
-        if self.flag3 {
-            out.push("flag-3");
-        }
-        out
-    }
 }
 
 /// Persistence settings (`-p timeout -M netmask`).
