@@ -117,7 +117,8 @@ pub struct Output {
 }
 
 impl Output {
-    pub(crate) fn stdout(text: String, code: i32) -> Self {
+    /// `text` on stdout, nothing on stderr.
+    pub fn stdout(text: String, code: i32) -> Self {
         Output {
             stdout: text,
             stderr: String::new(),
@@ -125,7 +126,8 @@ impl Output {
         }
     }
 
-    pub(crate) fn stderr(text: String, code: i32) -> Self {
+    /// `text` on stderr, nothing on stdout.
+    pub fn stderr(text: String, code: i32) -> Self {
         Output {
             stdout: String::new(),
             stderr: text,

@@ -17,7 +17,7 @@ use rvs_api::{
     key_of, server_spec_of, service_spec_of, ApiError, Command, ConnView, ErrorKind, RatesView,
     ServerView, ServiceView, StatsView, StatusView, TableView,
 };
-use rvs_core::{Counters, Director, DirectorConfig, Rates, Time};
+use rvs_core::{Counters, Director, DirectorConfig, Protocol, Rates, Time};
 
 use crate::state::{StateError, StateFile, TableState};
 
@@ -61,10 +61,8 @@ impl Control {
             Some(f) => f.load()?.unwrap_or_default(),
             None => TableState::default(),
         };
-        let mut director = Director::new(DirectorConfig::default());
-        let now = Time::ZERO;
-        for (index, cmd) in table.replay().iter().enumerate() {
-            apply_to_core(&mut director, cmd, now).map_err(|error| ControlError::Replay {
+        let director =
+            rebuild(&table, Time::ZERO).map_err(|(index, error)| ControlError::Replay {
                 path: file
                     .as_ref()
                     .map(|f| f.path().display().to_string())
@@ -72,7 +70,6 @@ impl Control {
                 index,
                 error,
             })?;
-        }
         Ok(Control {
             director,
             table,
@@ -111,15 +108,12 @@ impl Control {
         dry_run: bool,
     ) -> Result<(usize, Option<TableView>), ApiError> {
         let now = self.now();
-        let mut scratch = Director::new(DirectorConfig::default());
-        for cmd in self.table.replay() {
-            apply_to_core(&mut scratch, &cmd, now).map_err(|e| {
-                ApiError::new(
-                    ErrorKind::Persist,
-                    format!("internal: the configured table no longer replays: {e}"),
-                )
-            })?;
-        }
+        let mut scratch = rebuild(&self.table, now).map_err(|(_, e)| {
+            ApiError::new(
+                ErrorKind::Persist,
+                format!("internal: the configured table no longer replays: {e}"),
+            )
+        })?;
         let mut next = self.table.clone();
         for (i, cmd) in commands.iter().enumerate() {
             apply_to_core(&mut scratch, cmd, now).map_err(|e| e.at(i))?;
@@ -197,13 +191,10 @@ impl Control {
         let d = &self.director;
         d.conns()
             .map(|(_, c)| ConnView {
-                protocol: match c.key.proto {
-                    6 => "TCP",
-                    17 => "UDP",
-                    132 => "SCTP",
-                    _ => "IP",
-                }
-                .to_string(),
+                // proto 0 is a fwmark template, which the kernel names IP
+                protocol: Protocol::from_number(c.key.proto)
+                    .map_or("IP", Protocol::name)
+                    .to_string(),
                 client: c.key.caddr,
                 client_port: c.key.cport,
                 virtual_address: c.key.vaddr,
@@ -284,6 +275,15 @@ fn rates_view(r: Rates) -> RatesView {
         in_bps: r.in_bps,
         out_bps: r.out_bps,
     }
+}
+
+/// A fresh core holding `table`, or the index of the replayed command it refused.
+fn rebuild(table: &TableState, now: Time) -> Result<Director, (usize, ApiError)> {
+    let mut director = Director::new(DirectorConfig::default());
+    for (index, cmd) in table.replay().iter().enumerate() {
+        apply_to_core(&mut director, cmd, now).map_err(|e| (index, e))?;
+    }
+    Ok(director)
 }
 
 /// Applies one command to a core, checking in the kernel's order: the service is

@@ -26,7 +26,8 @@ pub fn default_socket() -> PathBuf {
 }
 
 pub fn default_state_file() -> PathBuf {
-    if effective_uid() == Some(0) {
+    let uid = effective_uid();
+    if uid == Some(0) {
         return PathBuf::from("/var/lib/rvs/state.json");
     }
     if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {

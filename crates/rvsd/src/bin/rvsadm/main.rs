@@ -23,20 +23,35 @@ use rvsd::paths;
 
 use resolve::Glibc;
 
-fn ok(stdout: String) -> Output {
-    Output {
-        stdout,
-        stderr: String::new(),
-        code: 0,
+/// What ipvsadm prints from the table alone (`-L`, `-L SVC`, `-S`, `--timeout`,
+/// `--daemon`), with `table` fetched only for those; `None` for other actions.
+/// Err is a failure to get the table, Ok an ipvsadm answer (which may be an error,
+/// such as a missing service).
+fn listing(
+    action: &Action,
+    table: impl FnOnce() -> Result<TableView, Output>,
+) -> Option<Result<Output, Output>> {
+    if !matches!(
+        action,
+        Action::ListAll(_)
+            | Action::Save(_)
+            | Action::ListService(..)
+            | Action::ListTimeout
+            | Action::ListDaemon
+    ) {
+        return None;
     }
-}
-
-fn failed(stderr: String, code: i32) -> Output {
-    Output {
-        stdout: String::new(),
-        stderr,
-        code,
-    }
+    let r = Glibc;
+    Some(table().map(|t| match action {
+        Action::ListAll(f) | Action::Save(f) => Output::stdout(render_list_all(&t, *f, &r), 0),
+        Action::ListService(s, f) => {
+            render_list_service(&t, s, *f, &r).map_or_else(|o| o, |text| Output::stdout(text, 0))
+        }
+        Action::ListTimeout => Output::stdout(render_timeout(&t.timeouts), 0),
+        // ListDaemon: no sync daemon runs yet (connection sync is a later issue),
+        // and ipvsadm prints nothing when none runs.
+        _ => Output::default(),
+    }))
 }
 
 struct Cli {
@@ -46,13 +61,13 @@ struct Cli {
 
 impl Cli {
     fn unreachable(&self, e: ClientError) -> Output {
-        failed(format!("{}: {e}\n", self.program), 2)
+        Output::stderr(format!("{}: {e}\n", self.program), 2)
     }
 
     fn table(&self) -> Result<TableView, Output> {
         match self.client.get::<TableView>("/v1/table") {
             Ok(Ok(t)) => Ok(t),
-            Ok(Err(e)) => Err(failed(format!("{}\n", e.message), 1)),
+            Ok(Err(e)) => Err(Output::stderr(format!("{}\n", e.message), 1)),
             Err(e) => Err(self.unreachable(e)),
         }
     }
@@ -72,36 +87,34 @@ impl Cli {
     }
 
     fn run(&self, action: Action) -> Output {
+        if let Some(o) = listing(&action, || self.table()) {
+            return o.unwrap_or_else(|o| o);
+        }
         let r = Glibc;
         let result = match action {
             Action::Exit(o) | Action::Failed(o) => Ok(o),
             Action::Apply { op, command } => self.apply(vec![command]).map(|res| match res {
-                Ok(_) => ok(String::new()),
-                Err(e) => failed(format!("{}\n", error_message(op, &e)), 255),
+                Ok(_) => Output::default(),
+                Err(e) => Output::stderr(format!("{}\n", error_message(op, &e)), 255),
             }),
-            Action::ListAll(f) | Action::Save(f) => {
-                self.table().map(|t| ok(render_list_all(&t, f, &r)))
-            }
-            Action::ListService(s, f) => self
-                .table()
-                .map(|t| render_list_service(&t, &s, f, &r).map_or_else(|o| o, ok)),
             Action::ListConns(f) => match self.client.get::<Vec<ConnView>>("/v1/connections") {
-                Ok(Ok(c)) => Ok(ok(render_conns(&c, f, &r))),
-                Ok(Err(e)) => Ok(failed(format!("{}\n", e.message), 1)),
+                Ok(Ok(c)) => Ok(Output::stdout(render_conns(&c, f, &r), 0)),
+                Ok(Err(e)) => Ok(Output::stderr(format!("{}\n", e.message), 1)),
                 Err(e) => Err(self.unreachable(e)),
             },
-            Action::ListTimeout => self.table().map(|t| ok(render_timeout(&t.timeouts))),
-            // No sync daemon runs yet (connection sync is a later issue), and ipvsadm
-            // prints nothing when none runs.
-            Action::ListDaemon => self.table().map(|_| ok(String::new())),
             // No sync daemon can run yet, so stopping one gets the kernel's answer
             // for "none running" (ESRCH) and starting one says why it cannot.
-            Action::StopDaemon(_) => Ok(failed("No daemon is running\n".into(), 255)),
-            Action::StartDaemon(_) => Ok(failed(
+            Action::StopDaemon(_) => Ok(Output::stderr("No daemon is running\n".into(), 255)),
+            Action::StartDaemon(_) => Ok(Output::stderr(
                 "Connection synchronization is not implemented in this rvs version\n".into(),
                 255,
             )),
             Action::Restore => Ok(self.restore(false)),
+            Action::ListAll(_)
+            | Action::Save(_)
+            | Action::ListService(..)
+            | Action::ListTimeout
+            | Action::ListDaemon => Ok(Output::default()), // answered by `listing` above
         };
         result.unwrap_or_else(|o| o)
     }
@@ -113,7 +126,7 @@ impl Cli {
     fn restore(&self, clear_first: bool) -> Output {
         let mut input = String::new();
         if let Err(e) = std::io::stdin().read_to_string(&mut input) {
-            return failed(format!("{}: cannot read stdin: {e}\n", self.program), 1);
+            return Output::stderr(format!("{}: cannot read stdin: {e}\n", self.program), 1);
         }
         if clear_first {
             // ipvsadm-restore drops comment lines before it restores.
@@ -152,42 +165,36 @@ impl Cli {
                 }
                 other => other,
             };
-            // Anything else sees the table as the rules so far would leave it.
-            let table = if commands.is_empty() {
-                self.table().map(Ok)
-            } else {
-                self.batch(commands.clone(), true).map(|res| {
-                    res.and_then(|a| {
-                        a.table.ok_or_else(|| {
-                            rvs_api::ApiError::new(
-                                rvs_api::ErrorKind::BadRequest,
-                                "rvsd answered a dry run without a table",
-                            )
-                        })
-                    })
-                })
-            };
-            let table = match table {
-                Err(o) => return o,
-                Ok(Err(e)) => return self.batch_failed(out, &lines, &e),
-                Ok(Ok(t)) => t,
-            };
-            let o = match action {
-                Action::ListAll(f) | Action::Save(f) => ok(render_list_all(&table, f, &r)),
-                Action::ListTimeout => ok(render_timeout(&table.timeouts)),
-                Action::ListDaemon => ok(String::new()),
-                Action::ListService(s, f) => match render_list_service(&table, &s, f, &r) {
-                    Ok(text) => ok(text),
-                    Err(o) => return abort(out, o, line, &text, &self.program),
-                },
-                other => {
-                    let o = self.run(other);
-                    if o.code != 0 {
-                        return abort(out, o, line, &text, &self.program);
-                    }
-                    o
+            // A listing sees the table as the rules so far would leave it.
+            let dry_run = || {
+                if commands.is_empty() {
+                    return self.table();
+                }
+                match self.batch(commands.clone(), true)? {
+                    Ok(Applied { table: Some(t), .. }) => Ok(t),
+                    Ok(Applied { table: None, .. }) => Err(Output::stderr(
+                        format!(
+                            "{}: rvsd answered a dry run without a table\n",
+                            self.program
+                        ),
+                        1,
+                    )),
+                    Err(e) => Err(self.batch_failed(Output::default(), &lines, &e)),
                 }
             };
+            let o = match listing(&action, dry_run) {
+                Some(Err(failure)) => {
+                    let mut failure = failure;
+                    failure.stdout.insert_str(0, &out.stdout);
+                    failure.stderr.insert_str(0, &out.stderr);
+                    return failure;
+                }
+                Some(Ok(o)) => o,
+                None => self.run(action),
+            };
+            if o.code != 0 {
+                return abort(out, o, line, &text, &self.program);
+            }
             out.stdout.push_str(&o.stdout);
             out.stderr.push_str(&o.stderr);
         }
