@@ -233,6 +233,7 @@ pub fn server_spec_of(cfg: &DestConfig) -> ServerSpec {
         tunnel,
         u_threshold: cfg.u_threshold,
         l_threshold: cfg.l_threshold,
+        proxy_protocol: None,
     }
 }
 

@@ -156,6 +156,20 @@ pub struct ServerSpec {
     pub u_threshold: u32,
     #[serde(default)]
     pub l_threshold: u32,
+    /// rvs extension, socket plane only: send the real server a PROXY protocol
+    /// header with the client's address first. Absent in an `edit_server`:
+    /// unchanged; `"none"` turns it off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<ProxyProtocolSpec>,
+}
+
+/// PROXY protocol version for a real server (an rvs extension).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyProtocolSpec {
+    None,
+    V1,
+    V2,
 }
 
 fn default_weight() -> u32 {
@@ -314,6 +328,50 @@ pub struct StatusView {
     pub servers: usize,
     pub connections: usize,
     pub state_file: Option<String>,
+    /// The socket data plane, when rvsd runs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_plane: Option<DataPlaneView>,
+}
+
+/// The socket data plane's state: its sockets, what it cannot serve, its own
+/// counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataPlaneView {
+    pub kind: String,
+    pub listeners: Vec<ListenerView>,
+    /// Virtual services the plane cannot serve, with the reason.
+    pub unserved: Vec<UnservedView>,
+    /// Proxied flows open now.
+    pub live_flows: usize,
+    pub accepted: u64,
+    pub refused: u64,
+    pub connect_failed: u64,
+    pub connect_failed_by_server: Vec<ServerFailuresView>,
+    pub expired_open: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerView {
+    /// "TCP" or "UDP".
+    pub protocol: String,
+    pub address: IpAddr,
+    pub port: u16,
+    pub listening: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnservedView {
+    pub service: ServiceRef,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerFailuresView {
+    pub address: IpAddr,
+    pub port: u16,
+    pub failures: u64,
 }
 
 /// The body of every error answer: `{"error": {...}}`.

@@ -31,7 +31,7 @@ use crate::error::{ConfigError, CoreError};
 use crate::model::{DestConfig, Family, Forward, Protocol, ServiceConfig, ServiceKey};
 use crate::sched::{DestChange, DestSet, SchedInput, SchedParams, SchedulerKind, XorShiftRandom};
 use crate::service::{Service, ServiceId};
-use crate::stats::{Stats, ESTIMATION_INTERVAL};
+use crate::stats::{Counters, Stats, ESTIMATION_INTERVAL};
 use crate::time::{Span, Time};
 
 const FTP_PORT: u16 = 21;
@@ -1177,6 +1177,84 @@ impl Director {
             vaddr,
             vport,
         }
+    }
+
+    /// A segment of a flow that the plane terminates itself (the socket plane
+    /// synthesizes the SYN-ACK, ACKs, FINs and RSTs the kernel would see on the
+    /// wire for the same connection). Moves the state as `handle_in`/`handle_out`
+    /// would, counts one packet and re-arms the timeout, but finds the entry by
+    /// `id` (no lookup, no scheduling). `key` guards against an id that was
+    /// expired and reused: `false` when the entry is gone or is another flow.
+    /// `bytes` is what the packet carried (a UDP datagram's payload; 0 for a
+    /// TCP control segment). For UDP, `flags` is ignored.
+    pub fn handle_segment(
+        &mut self,
+        id: ConnId,
+        key: &ConnKey,
+        outbound: bool,
+        flags: TcpFlags,
+        bytes: u32,
+        now: Time,
+    ) -> bool {
+        let Some(c) = self.conns.get(id) else {
+            return false;
+        };
+        if c.key != *key {
+            return false;
+        }
+        let dest = c.dest;
+        self.traffic_stats(dest, !outbound, u64::from(bytes));
+        let p = Packet {
+            proto: key.proto,
+            len: bytes,
+            ..Packet::tcp(key.caddr, key.cport, key.vaddr, key.vport, flags)
+        };
+        self.set_state(id, outbound, &p);
+        if let Some(c) = self.conns.get_mut(id) {
+            if !outbound {
+                c.in_pkts = c.in_pkts.wrapping_add(1);
+            }
+        }
+        self.conns.rearm(id, now);
+        true
+    }
+
+    /// Traffic a plane relayed on one of its flows since its last report:
+    /// counts it on the real server, its service and the totals, and pushes the
+    /// expiry to `last_active` + the state's timeout (never earlier than it is).
+    /// `false` when the entry is gone or `key` names another flow.
+    pub fn handle_traffic(
+        &mut self,
+        id: ConnId,
+        key: &ConnKey,
+        traffic: Counters,
+        last_active: Time,
+    ) -> bool {
+        let Some(c) = self.conns.get(id) else {
+            return false;
+        };
+        if c.key != *key {
+            return false;
+        }
+        let (dest, later) = (c.dest, last_active + c.timeout() > c.expires);
+        if let Some(d) = self.dests.get_mut(dest.index()) {
+            if d.available {
+                let sid = d.service;
+                d.stats.add_bulk(traffic);
+                if let Some(s) = self.services.get_mut(sid.index()) {
+                    s.stats.add_bulk(traffic);
+                }
+                self.total.add_bulk(traffic);
+            }
+        }
+        if let Some(c) = self.conns.get_mut(id) {
+            let pkts = u32::try_from(traffic.in_pkts).unwrap_or(u32::MAX);
+            c.in_pkts = c.in_pkts.wrapping_add(pkts);
+        }
+        if later {
+            self.conns.rearm(id, last_active);
+        }
+        true
     }
 
     /// Expires one entry now (`ip_vs_conn_expire`): a template that still

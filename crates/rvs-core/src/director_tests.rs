@@ -657,3 +657,63 @@ mod shares {
         }
     }
 }
+
+/// The socket plane's view of a NAT connection: segments by id reach the same
+/// states as the packets would, traffic counts land on the real server and a
+/// stale key is refused.
+#[test]
+fn segments_and_traffic_by_id_follow_the_packet_path() {
+    let (mut d, _) = setup(SchedulerKind::Rr, &[("192.168.1.1", 1)], Forward::Masq);
+    let t0 = Time::from_millis(1_000);
+    let InVerdict::Forward(f) = syn(&mut d, "172.16.0.1", 4000, t0) else {
+        panic!("not forwarded");
+    };
+    let id = f.conn.unwrap();
+    let key = d.conn(id).unwrap().key;
+    assert_eq!(d.state_name(d.conn(id).unwrap()), "SYN_RECV");
+    assert!(d.handle_segment(id, &key, true, TcpFlags::SYN_ACK, 0, t0));
+    assert!(d.handle_segment(id, &key, false, TcpFlags::ACK, 0, t0));
+    assert_eq!(d.state_name(d.conn(id).unwrap()), "ESTABLISHED");
+    assert_eq!(counts(&d, "192.168.1.1"), (1, 0, 0));
+
+    let traffic = Counters {
+        in_pkts: 3,
+        in_bytes: 300,
+        out_pkts: 5,
+        out_bytes: 5000,
+        ..Counters::default()
+    };
+    let later = t0 + Span::from_secs(100);
+    assert!(d.handle_traffic(id, &key, traffic, later));
+    assert_eq!(
+        d.conn(id).unwrap().expires,
+        later + TcpState::Established.default_timeout()
+    );
+    // An older activity time never pulls the expiry in.
+    assert!(d.handle_traffic(id, &key, Counters::default(), t0));
+    assert_eq!(
+        d.conn(id).unwrap().expires,
+        later + TcpState::Established.default_timeout()
+    );
+    let c = d.total_stats().counters();
+    // The SYN of `syn()` is a 60-byte packet; the segments by id carry none.
+    assert_eq!((c.in_bytes, c.out_bytes), (60 + 300, 5000));
+    // SYN + ACK in, SYN-ACK out, plus the reported packets.
+    assert_eq!((c.in_pkts, c.out_pkts), (2 + 3, 1 + 5));
+
+    // The server closes first: FIN out, ACK in, FIN in, ACK out.
+    assert!(d.handle_segment(id, &key, true, TcpFlags::FIN_ACK, 0, later));
+    assert!(d.handle_segment(id, &key, false, TcpFlags::ACK, 0, later));
+    assert!(d.handle_segment(id, &key, false, TcpFlags::FIN_ACK, 0, later));
+    assert!(d.handle_segment(id, &key, true, TcpFlags::ACK, 0, later));
+    assert_eq!(d.state_name(d.conn(id).unwrap()), "TIME_WAIT");
+    assert_eq!(counts(&d, "192.168.1.1"), (0, 1, 0));
+
+    let mut other = key;
+    other.cport += 1;
+    assert!(!d.handle_segment(id, &other, false, TcpFlags::ACK, 0, later));
+    assert!(!d.handle_traffic(id, &other, traffic, later));
+    d.handle_timeout(later + Span::from_secs(121), |_, _| {});
+    assert!(!d.handle_segment(id, &key, false, TcpFlags::ACK, 0, later));
+    d.check_invariants().unwrap();
+}

@@ -1115,6 +1115,7 @@ fn server_spec(d: &Dest) -> ServerSpec {
         tunnel,
         u_threshold: d.u_threshold,
         l_threshold: d.l_threshold,
+        proxy_protocol: None,
     }
 }
 

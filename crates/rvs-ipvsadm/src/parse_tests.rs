@@ -613,7 +613,8 @@ fn real_servers() {
             forward: ForwardSpec::Route,
             tunnel: None,
             u_threshold: 0,
-            l_threshold: 0
+            l_threshold: 0,
+            proxy_protocol: None,
         }
     );
     assert_eq!(

@@ -46,6 +46,7 @@ fn server(a: &str, port: u16, forward: ForwardSpec, weight: u32) -> ServerView {
             tunnel: (forward == ForwardSpec::Tunnel).then(TunnelSpec::default),
             u_threshold: 0,
             l_threshold: 0,
+            proxy_protocol: None,
         },
         active_conns: 0,
         inactive_conns: 0,

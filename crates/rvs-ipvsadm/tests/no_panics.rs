@@ -209,6 +209,7 @@ mod tables {
                         tunnel,
                         u_threshold: n[0],
                         l_threshold: n[1],
+                        proxy_protocol: None,
                     },
                     active_conns: n[2],
                     inactive_conns: n[3],

@@ -13,11 +13,14 @@
 
 use std::time::Instant;
 
+use hashbrown::HashMap;
 use rvs_api::{
-    key_of, server_spec_of, service_spec_of, ApiError, Command, ConnView, ErrorKind, RatesView,
-    ServerView, ServiceView, StatsView, StatusView, TableView,
+    key_of, ref_of, server_spec_of, service_spec_of, ApiError, Command, ConnView, DataPlaneView,
+    ErrorKind, ListenerView, ProxyProtocolSpec, RatesView, ServerFailuresView, ServerSpec,
+    ServerView, ServiceView, StatsView, StatusView, TableView, UnservedView,
 };
-use rvs_core::{Counters, Director, DirectorConfig, Protocol, Rates, Time};
+use rvs_core::{Counters, Director, DirectorConfig, Protocol, Rates, ServiceKey, Time};
+use rvs_proxy::{ListenerStatus, PlaneState, PlaneTable, ProxyProtocol, Publisher};
 
 use crate::state::{StateError, StateFile, TableState};
 
@@ -37,6 +40,8 @@ pub enum ControlError {
         index: usize,
         error: ApiError,
     },
+    #[error("the saved table has a service the socket data plane cannot serve: {0}")]
+    Unservable(ApiError),
 }
 
 /// Outcome of a reload.
@@ -51,6 +56,10 @@ pub struct Control {
     table: TableState,
     file: Option<StateFile>,
     epoch: Instant,
+    /// The socket plane's registry and counters (empty without a plane).
+    plane: PlaneState,
+    /// Where the plane's table goes after each change, when a plane runs.
+    publisher: Option<Publisher>,
 }
 
 impl Control {
@@ -75,7 +84,56 @@ impl Control {
             table,
             file,
             epoch,
+            plane: PlaneState::default(),
+            publisher: None,
         })
+    }
+
+    /// When the clock of `now` started.
+    pub fn epoch(&self) -> Instant {
+        self.epoch
+    }
+
+    /// From now on a socket plane serves the table: services it cannot serve
+    /// are refused, and every change is published to it. Fails if the table
+    /// already holds such a service.
+    pub fn attach_plane(&mut self, publisher: Publisher) -> Result<(), ControlError> {
+        for entry in &self.table.services {
+            if let Some(e) = socket_plane_refuses(&key_of(&entry.spec.service)) {
+                return Err(ControlError::Unservable(e));
+            }
+        }
+        publisher.publish(self.plane_table());
+        self.publisher = Some(publisher);
+        Ok(())
+    }
+
+    /// The director and the plane's state, for the plane's calls.
+    pub fn plane_parts(&mut self) -> (&mut Director, &mut PlaneState) {
+        (&mut self.director, &mut self.plane)
+    }
+
+    /// The plane's view of the running table.
+    fn plane_table(&self) -> PlaneTable {
+        let mut proxy = HashMap::new();
+        for entry in &self.table.services {
+            let key = key_of(&entry.spec.service);
+            for s in &entry.servers {
+                let version = match s.proxy_protocol {
+                    Some(ProxyProtocolSpec::V1) => ProxyProtocol::V1,
+                    Some(ProxyProtocolSpec::V2) => ProxyProtocol::V2,
+                    Some(ProxyProtocolSpec::None) | None => continue,
+                };
+                proxy.insert((key, std::net::SocketAddr::new(s.address, s.port)), version);
+            }
+        }
+        PlaneTable::build(&self.director, &[], proxy)
+    }
+
+    fn publish(&self) {
+        if let Some(p) = &self.publisher {
+            p.publish(self.plane_table());
+        }
     }
 
     pub fn now(&self) -> Time {
@@ -116,6 +174,13 @@ impl Control {
         })?;
         let mut next = self.table.clone();
         for (i, cmd) in commands.iter().enumerate() {
+            if let (Some(_), Command::AddService { spec } | Command::EditService { spec }) =
+                (&self.publisher, cmd)
+            {
+                if let Some(e) = socket_plane_refuses(&key_of(&spec.service)) {
+                    return Err(e.at(i));
+                }
+            }
             apply_to_core(&mut scratch, cmd, now).map_err(|e| e.at(i))?;
             next.apply(cmd).map_err(|e| {
                 ApiError::new(ErrorKind::Persist, format!("internal: state mirror: {e}")).at(i)
@@ -132,6 +197,7 @@ impl Control {
             }
         }
         self.table = next;
+        self.publish();
         Ok((commands.len(), None))
     }
 
@@ -177,7 +243,7 @@ impl Control {
     /// Expires connections and runs the rate estimator up to now.
     pub fn tick(&mut self) {
         let now = self.now();
-        self.director.handle_timeout(now, |_, _| {});
+        self.plane.tick(&mut self.director, now);
     }
 
     /// The table as `ipvsadm -L` shows it.
@@ -218,6 +284,52 @@ impl Control {
             servers: self.table.services.iter().map(|e| e.servers.len()).sum(),
             connections: d.conn_count(),
             state_file: self.file.as_ref().map(|f| f.path().display().to_string()),
+            data_plane: self.publisher.as_ref().map(|_| self.data_plane_view()),
+        }
+    }
+
+    fn data_plane_view(&self) -> DataPlaneView {
+        let p = &self.plane;
+        let c = &p.counters;
+        DataPlaneView {
+            kind: "socket".into(),
+            listeners: p
+                .listeners
+                .iter()
+                .map(|(lk, status)| ListenerView {
+                    protocol: lk.transport.name().into(),
+                    address: lk.addr.ip(),
+                    port: lk.addr.port(),
+                    listening: *status == ListenerStatus::Listening,
+                    error: match status {
+                        ListenerStatus::Listening => None,
+                        ListenerStatus::Failed(e) => Some(e.clone()),
+                    },
+                })
+                .collect(),
+            unserved: self
+                .plane_table()
+                .unserved
+                .iter()
+                .map(|u| UnservedView {
+                    service: ref_of(&u.service),
+                    reason: u.reason.clone(),
+                })
+                .collect(),
+            live_flows: p.live(),
+            accepted: c.accepted,
+            refused: c.refused,
+            connect_failed: c.connect_failed,
+            connect_failed_by_server: c
+                .connect_failed_by_server
+                .iter()
+                .map(|(a, n)| ServerFailuresView {
+                    address: a.ip(),
+                    port: a.port(),
+                    failures: *n,
+                })
+                .collect(),
+            expired_open: c.expired_open,
         }
     }
 }
@@ -233,7 +345,14 @@ fn table_view(d: &Director, table: &TableState) -> TableView {
         let servers = d
             .dests_of(svc)
             .map(|dest| ServerView {
-                spec: server_spec_of(&dest.config),
+                spec: ServerSpec {
+                    proxy_protocol: entry
+                        .servers
+                        .iter()
+                        .find(|s| s.address == dest.config.addr && s.port == dest.config.port)
+                        .and_then(|s| s.proxy_protocol),
+                    ..server_spec_of(&dest.config)
+                },
                 active_conns: dest.active_conns,
                 inactive_conns: dest.inactive_conns,
                 persistent_conns: dest.persist_conns,
@@ -274,6 +393,26 @@ fn rates_view(r: Rates) -> RatesView {
         out_pps: r.out_pps,
         in_bps: r.in_bps,
         out_bps: r.out_bps,
+    }
+}
+
+/// Why the socket plane cannot serve service `key`, if it cannot.
+fn socket_plane_refuses(key: &ServiceKey) -> Option<ApiError> {
+    match key {
+        ServiceKey::Addr {
+            proto,
+            addr,
+            port: 0,
+        } => Some(ApiError::new(
+            ErrorKind::Invalid,
+            format!(
+                "{} {}: {}",
+                proto.name(),
+                std::net::SocketAddr::new(*addr, 0),
+                rvs_proxy::PORT_ZERO
+            ),
+        )),
+        _ => None,
     }
 }
 
@@ -405,7 +544,12 @@ pub fn diff(from: &TableState, to: &TableState) -> Vec<Command> {
                         }),
                         Some(o) if o != s => out.push(Command::EditServer {
                             service: service.clone(),
-                            server: s.clone(),
+                            // An edit without the extension keeps it: say "none"
+                            // to turn it off.
+                            server: ServerSpec {
+                                proxy_protocol: s.proxy_protocol.or(Some(ProxyProtocolSpec::None)),
+                                ..s.clone()
+                            },
                         }),
                         Some(_) => {}
                     }

@@ -26,9 +26,43 @@ struct Args {
     /// File whose first line is the bearer token for --listen
     #[arg(long, env = "RVS_TOKEN_FILE")]
     token_file: Option<PathBuf>,
+    /// Data plane: `socket` serves the virtual services as sockets (no privileges needed), `none` only keeps the table
+    #[arg(long, value_enum, default_value_t = DataPlane::Socket)]
+    data_plane: DataPlane,
+    /// Socket plane worker threads [default: one per CPU]
+    #[arg(long)]
+    plane_threads: Option<usize>,
+    /// Socket plane threading: one runtime per worker thread with SO_REUSEPORT listeners, or one shared work-stealing runtime
+    #[arg(long, value_enum, default_value_t = PlaneRuntime::PerCore)]
+    plane_runtime: PlaneRuntime,
+    /// When the socket plane uses splice(2): bulk transfers only, always, never
+    #[arg(long, value_enum, default_value_t = Splice::Auto)]
+    splice: Splice,
+    /// Cut the connections of a removed real server at once (the kernel's expire_nodest_conn sysctl) instead of letting them finish
+    #[arg(long)]
+    expire_nodest_conn: bool,
     /// Log filter (tracing EnvFilter syntax)
     #[arg(long, env = "RVS_LOG", default_value = "info")]
     log: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum DataPlane {
+    Socket,
+    None,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum PlaneRuntime {
+    PerCore,
+    Shared,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Splice {
+    Auto,
+    Always,
+    Never,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -60,6 +94,23 @@ fn main() -> anyhow::Result<()> {
         },
         listen: args.listen,
         token,
+        plane: (args.data_plane == DataPlane::Socket).then(|| {
+            let d = rvs_proxy::PlaneConfig::default();
+            rvs_proxy::PlaneConfig {
+                threads: args.plane_threads.unwrap_or(d.threads).max(1),
+                runtime: match args.plane_runtime {
+                    PlaneRuntime::PerCore => rvs_proxy::RuntimeKind::PerCore,
+                    PlaneRuntime::Shared => rvs_proxy::RuntimeKind::Shared,
+                },
+                splice: match args.splice {
+                    Splice::Auto => rvs_proxy::SpliceMode::Auto,
+                    Splice::Always => rvs_proxy::SpliceMode::Always,
+                    Splice::Never => rvs_proxy::SpliceMode::Never,
+                },
+                ..d
+            }
+        }),
+        expire_nodest_conn: args.expire_nodest_conn,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

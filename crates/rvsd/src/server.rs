@@ -17,6 +17,9 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
+use rvs_core::{Director, Time};
+use rvs_proxy::{Clock, Plane, PlaneConfig, PlaneState, PlaneTable};
+
 use crate::control::{Control, ControlError};
 use crate::http::{self, lock, Shared};
 use crate::state::StateFile;
@@ -29,6 +32,23 @@ pub struct Options {
     pub state_file: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
     pub token: Option<String>,
+    /// The socket data plane's settings; `None` runs no data plane.
+    pub plane: Option<PlaneConfig>,
+    /// The kernel's `expire_nodest_conn` sysctl: connections of a removed real
+    /// server are cut at once instead of running to their end.
+    pub expire_nodest_conn: bool,
+}
+
+/// The plane's access to the core: the daemon's lock.
+struct PlaneCore(Shared);
+
+impl rvs_proxy::Core for PlaneCore {
+    fn with<R>(&self, f: impl FnOnce(&mut Director, &mut PlaneState, Time) -> R) -> R {
+        let mut control = lock(&self.0);
+        let now = control.now();
+        let (d, p) = control.plane_parts();
+        f(d, p, now)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +71,8 @@ pub enum ServerError {
     NoToken(SocketAddr),
     #[error("signal handling: {0}")]
     Signal(std::io::Error),
+    #[error(transparent)]
+    Plane(#[from] rvs_proxy::PlaneError),
 }
 
 fn socket_err(path: &Path) -> impl FnOnce(std::io::Error) -> ServerError + '_ {
@@ -101,9 +123,19 @@ fn sd_notify(state: &str) {
 /// Runs until SIGTERM or SIGINT (or `stop` turning true).
 pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), ServerError> {
     let file = opts.state_file.as_ref().map(StateFile::new);
-    let control = Control::new(file)?;
+    let mut control = Control::new(file)?;
+    if opts.expire_nodest_conn {
+        let mut sysctl = *control.director().sysctl();
+        sysctl.expire_nodest_conn = true;
+        control.director_mut().set_sysctl(sysctl);
+    }
     let restored = control.configured().services.len();
+    let epoch = control.epoch();
     let shared: Shared = Arc::new(Mutex::new(control));
+    let plane = match opts.plane {
+        None => None,
+        Some(cfg) => Some(start_plane(cfg, &shared, epoch)?),
+    };
 
     // TCP first: if it fails, no socket file is left behind.
     let tcp = match opts.listen {
@@ -183,7 +215,34 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), S
     for t in tasks {
         let _ = t.await;
     }
+    if let Some(plane) = plane {
+        let _ = tokio::task::spawn_blocking(move || plane.stop()).await;
+    }
     let _ = std::fs::remove_file(&opts.socket);
     tracing::info!("rvsd stopped");
     Ok(())
+}
+
+/// Starts the socket plane on the running table.
+fn start_plane(
+    cfg: PlaneConfig,
+    shared: &Shared,
+    epoch: std::time::Instant,
+) -> Result<Plane, ServerError> {
+    match rvs_proxy::raise_fd_limit() {
+        Ok(n) => tracing::info!(open_files = n, "file descriptor limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the file descriptor limit"),
+    }
+    let plane = Plane::start(
+        cfg,
+        Arc::new(PlaneCore(shared.clone())),
+        Clock::new(epoch),
+        PlaneTable::default(),
+    )?;
+    if let Err(e) = lock(shared).attach_plane(plane.publisher()) {
+        plane.stop();
+        return Err(e.into());
+    }
+    tracing::info!(threads = cfg.threads, runtime = ?cfg.runtime, "socket data plane running");
+    Ok(plane)
 }

@@ -11,7 +11,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use rvs_api::{Command, ServerSpec, ServiceRef, ServiceSpec, TimeoutsSpec};
+use rvs_api::{Command, ProxyProtocolSpec, ServerSpec, ServiceRef, ServiceSpec, TimeoutsSpec};
 use serde::{Deserialize, Serialize};
 
 /// Format version of the state file.
@@ -80,7 +80,11 @@ impl TableState {
             Command::Clear {} => self.services.clear(),
             Command::AddServer { service, server } => {
                 let i = self.position(service).ok_or("no such service")?;
-                self.services[i].servers.push(server.clone());
+                let mut server = server.clone();
+                if server.proxy_protocol == Some(ProxyProtocolSpec::None) {
+                    server.proxy_protocol = None;
+                }
+                self.services[i].servers.push(server);
             }
             Command::EditServer { service, server } => {
                 let i = self.position(service).ok_or("no such service")?;
@@ -89,7 +93,17 @@ impl TableState {
                     .iter_mut()
                     .find(|s| s.address == server.address && s.port == server.port)
                     .ok_or("no such server")?;
-                *s = server.clone();
+                // An edit that does not name the extension keeps it (rvsadm -e
+                // knows nothing of it).
+                let proxy_protocol = match server.proxy_protocol {
+                    None => s.proxy_protocol,
+                    Some(ProxyProtocolSpec::None) => None,
+                    Some(v) => Some(v),
+                };
+                *s = ServerSpec {
+                    proxy_protocol,
+                    ..server.clone()
+                };
             }
             Command::DeleteServer {
                 service,

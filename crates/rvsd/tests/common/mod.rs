@@ -15,14 +15,22 @@ pub struct Daemon {
 
 impl Daemon {
     /// Starts rvsd with `extra` arguments and waits until its socket answers.
+    /// Without a `--data-plane` in `extra` it keeps the table only (the table
+    /// tests use addresses and port-0 services no socket plane should bind).
     pub fn start(dir: &Path, extra: &[&str]) -> Daemon {
         let socket = dir.join("rvsd.sock");
         let state = dir.join("state.json");
+        let plane: &[&str] = if extra.iter().any(|a| a.starts_with("--data-plane")) {
+            &[]
+        } else {
+            &["--data-plane", "none"]
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_rvsd"))
             .arg("--socket")
             .arg(&socket)
             .arg("--state-file")
             .arg(&state)
+            .args(plane)
             .args(extra)
             .env("RVS_LOG", "warn")
             .stdin(Stdio::null())

@@ -1,0 +1,170 @@
+//! The plane's state that lives under the daemon's lock beside the core: the
+//! registry of live proxied flows, the plane's own counters, and how each
+//! listening socket fared.
+//!
+//! Invariants: a flow is registered under its core entry's id while its sockets
+//! are open; `tick` reports every flow's traffic before it lets the core expire
+//! entries, so an active flow is never expired for idleness; an expired or
+//! vanished entry aborts its flow (both sides reset) and leaves the registry.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+use rvs_core::{ConnId, ConnKey, Counters, Director, Time};
+use tokio::sync::Notify;
+
+use crate::table::ListenerKey;
+
+/// One proxied flow as the registry and its task share it.
+#[derive(Debug)]
+pub(crate) struct LiveConn {
+    pub(crate) key: ConnKey,
+    in_pkts: AtomicU64,
+    in_bytes: AtomicU64,
+    out_pkts: AtomicU64,
+    out_bytes: AtomicU64,
+    last_active_ms: AtomicU64,
+    aborted: AtomicBool,
+    abort: Notify,
+}
+
+impl LiveConn {
+    pub(crate) fn new(key: ConnKey, now: Time) -> Self {
+        LiveConn {
+            key,
+            in_pkts: AtomicU64::new(0),
+            in_bytes: AtomicU64::new(0),
+            out_pkts: AtomicU64::new(0),
+            out_bytes: AtomicU64::new(0),
+            last_active_ms: AtomicU64::new(now.as_millis()),
+            aborted: AtomicBool::new(false),
+            abort: Notify::new(),
+        }
+    }
+
+    /// Counts one relayed chunk: `inbound` is client to real server.
+    pub(crate) fn record(&self, inbound: bool, bytes: usize, now: Time) {
+        let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
+        let (p, b) = if inbound {
+            (&self.in_pkts, &self.in_bytes)
+        } else {
+            (&self.out_pkts, &self.out_bytes)
+        };
+        p.fetch_add(1, Ordering::Relaxed);
+        b.fetch_add(bytes, Ordering::Relaxed);
+        self.last_active_ms
+            .fetch_max(now.as_millis(), Ordering::Relaxed);
+    }
+
+    /// The traffic since the last call, and when the flow last moved.
+    pub(crate) fn take(&self) -> (Counters, Time) {
+        let c = Counters {
+            conns: 0,
+            in_pkts: self.in_pkts.swap(0, Ordering::Relaxed),
+            in_bytes: self.in_bytes.swap(0, Ordering::Relaxed),
+            out_pkts: self.out_pkts.swap(0, Ordering::Relaxed),
+            out_bytes: self.out_bytes.swap(0, Ordering::Relaxed),
+        };
+        (
+            c,
+            Time::from_millis(self.last_active_ms.load(Ordering::Relaxed)),
+        )
+    }
+
+    pub(crate) fn abort(&self) {
+        self.aborted.store(true, Ordering::Release);
+        self.abort.notify_one();
+    }
+
+    pub(crate) fn is_aborted(&self) -> bool {
+        self.aborted.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the flow is to be cut (the permit of `notify_one` is kept,
+    /// so an abort before the first poll is not lost).
+    pub(crate) async fn aborted(&self) {
+        if self.is_aborted() {
+            return;
+        }
+        self.abort.notified().await;
+    }
+}
+
+/// How a listening socket fared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListenerStatus {
+    Listening,
+    /// The bind failed (the rule stays; the plane retries on the next change).
+    Failed(String),
+}
+
+/// The plane's own counters (what the kernel has no counter for).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PlaneCounters {
+    /// Client connections and UDP sessions the plane accepted.
+    pub accepted: u64,
+    /// Refused with a reset (TCP) or dropped (UDP): no real server available.
+    pub refused: u64,
+    /// Connections to a real server that failed, in total and per server.
+    pub connect_failed: u64,
+    pub connect_failed_by_server: BTreeMap<SocketAddr, u64>,
+    /// Flows cut because the core expired their entry (idle timeout, removed
+    /// real server with expire_nodest_conn).
+    pub expired_open: u64,
+}
+
+/// The plane's side of the shared state.
+#[derive(Debug, Default)]
+pub struct PlaneState {
+    live: HashMap<ConnId, Arc<LiveConn>>,
+    pub counters: PlaneCounters,
+    pub listeners: BTreeMap<ListenerKey, ListenerStatus>,
+    expired: Vec<ConnId>,
+}
+
+impl PlaneState {
+    /// Live proxied flows.
+    pub fn live(&self) -> usize {
+        self.live.len()
+    }
+
+    pub(crate) fn register(&mut self, id: ConnId, conn: Arc<LiveConn>) {
+        self.live.insert(id, conn);
+    }
+
+    /// Removes `conn` if it is still the flow registered under `id`.
+    pub(crate) fn unregister(&mut self, id: ConnId, conn: &Arc<LiveConn>) {
+        if self.live.get(&id).is_some_and(|c| Arc::ptr_eq(c, conn)) {
+            self.live.remove(&id);
+        }
+    }
+
+    /// Reports every live flow's traffic to the core, then advances the core's
+    /// timers; flows whose entry expired (or vanished) are cut.
+    pub fn tick(&mut self, d: &mut Director, now: Time) {
+        let mut gone = std::mem::take(&mut self.expired);
+        gone.clear();
+        for (&id, conn) in &self.live {
+            let (traffic, last) = conn.take();
+            if !d.handle_traffic(id, &conn.key, traffic, last) {
+                gone.push(id);
+            }
+        }
+        let live = &self.live;
+        d.handle_timeout(now, |id, c| {
+            if live.get(&id).is_some_and(|l| l.key == c.key) {
+                gone.push(id);
+            }
+        });
+        for id in &gone {
+            if let Some(conn) = self.live.remove(id) {
+                conn.abort();
+                self.counters.expired_open += 1;
+            }
+        }
+        self.expired = gone;
+    }
+}

@@ -1,0 +1,152 @@
+//! What the plane serves: the listening sockets derived from the core's virtual
+//! services, and the per-real-server options the core does not model (PROXY
+//! protocol). A snapshot, rebuilt by the daemon after every table change and
+//! published to the workers.
+//!
+//! Invariants: a TCP or UDP service with a port listens on VIP:port; a
+//! firewall-mark service listens on each address:port its classifier rules give
+//! it (and wins over an address service on the same socket, as the kernel looks
+//! fwmark services up first, `ip_vs_service_find`); everything else is listed in
+//! `unserved` with the reason, never dropped silently.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+
+use hashbrown::HashMap;
+use rvs_core::{Director, Protocol, ServiceKey};
+
+/// The transport of a listening socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+impl Transport {
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Tcp => "TCP",
+            Transport::Udp => "UDP",
+        }
+    }
+
+    fn of(proto: Protocol) -> Option<Self> {
+        match proto {
+            Protocol::Tcp => Some(Transport::Tcp),
+            Protocol::Udp => Some(Transport::Udp),
+            Protocol::Sctp => None,
+        }
+    }
+}
+
+/// One listening socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ListenerKey {
+    pub transport: Transport,
+    pub addr: SocketAddr,
+}
+
+impl fmt::Display for ListenerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.transport.name(), self.addr)
+    }
+}
+
+/// The PROXY protocol header a real server gets before the client's bytes
+/// (an rvs extension, off unless asked for).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ProxyProtocol {
+    V1,
+    V2,
+}
+
+/// A virtual service the plane cannot serve, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unserved {
+    pub service: ServiceKey,
+    pub reason: String,
+}
+
+/// The plane's view of the table.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PlaneTable {
+    /// Each socket and the service its traffic belongs to.
+    pub listeners: BTreeMap<ListenerKey, ServiceKey>,
+    pub unserved: Vec<Unserved>,
+    /// PROXY protocol per (service, real server address:port).
+    pub proxy: HashMap<(ServiceKey, SocketAddr), ProxyProtocol>,
+}
+
+impl PlaneTable {
+    /// The table for the services of `d`. `marks` lists the sockets classified
+    /// to each firewall mark; `proxy` the real servers that get a PROXY header.
+    pub fn build(
+        d: &Director,
+        marks: &[(u32, ListenerKey)],
+        proxy: HashMap<(ServiceKey, SocketAddr), ProxyProtocol>,
+    ) -> Self {
+        let mut t = PlaneTable {
+            proxy,
+            ..PlaneTable::default()
+        };
+        let mut fwmark = Vec::new();
+        for svc in d.services() {
+            let key = svc.config.key;
+            match key {
+                ServiceKey::Addr { proto, addr, port } => {
+                    let Some(transport) = Transport::of(proto) else {
+                        t.unserved.push(Unserved {
+                            service: key,
+                            reason: "SCTP is not served by the socket data plane".into(),
+                        });
+                        continue;
+                    };
+                    if port == 0 {
+                        t.unserved.push(Unserved {
+                            service: key,
+                            reason: PORT_ZERO.into(),
+                        });
+                        continue;
+                    }
+                    let lk = ListenerKey {
+                        transport,
+                        addr: SocketAddr::new(addr, port),
+                    };
+                    t.listeners.insert(lk, key);
+                }
+                ServiceKey::Fwmark { mark, family } => {
+                    let members: Vec<ListenerKey> = marks
+                        .iter()
+                        .filter(|(m, lk)| {
+                            *m == mark && rvs_core::Family::of(&lk.addr.ip()) == family
+                        })
+                        .map(|(_, lk)| *lk)
+                        .collect();
+                    if members.is_empty() {
+                        t.unserved.push(Unserved {
+                            service: key,
+                            reason: format!(
+                                "no classifier rule gives firewall mark {mark}: nothing to listen on"
+                            ),
+                        });
+                    }
+                    fwmark.extend(members.into_iter().map(|lk| (lk, key)));
+                }
+            }
+        }
+        t.listeners.extend(fwmark);
+        t
+    }
+}
+
+/// Why a port-0 service cannot be served here.
+pub const PORT_ZERO: &str = "port 0 (every port of the address, a persistent-service form) \
+     cannot be served by the socket data plane: give the service a port";
+
+/// The header a real server with PROXY protocol `version` gets first.
+pub(crate) fn proxy_header(version: ProxyProtocol, client: SocketAddr, vip: SocketAddr) -> Vec<u8> {
+    // TODO(wire): rvs_wire::proxy_protocol::encode
+    let _ = (version, client, vip);
+    Vec::new()
+}

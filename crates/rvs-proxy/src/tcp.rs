@@ -1,0 +1,275 @@
+//! One proxied TCP connection, from the client's accept to the last report.
+//!
+//! What the core is told, in the order a NAT director would see it on the wire
+//! (`ip_vs_proto_tcp.c` state tables): the client's SYN when it is accepted
+//! (this schedules), the real server's SYN-ACK and the client's ACK once the
+//! connection to the real server is up (or the server's RST when it fails); then,
+//! for each direction that ends, the FIN of the side that closed and the other
+//! side's ACK; an RST from whichever side reset. For a real server whose replies
+//! the kernel would not see (DR, TUN), only the client's segments are reported,
+//! so the entry follows the kernel's input-only table. Bytes are counted in both
+//! directions.
+//!
+//! Invariants: a flow ends with its traffic reported and its registry entry
+//! gone; a client is reset (never silently held) when no real server is
+//! available, when the real server cannot be reached, when either side resets,
+//! and when the core expires the entry.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rvs_core::{ConnId, ConnKey, InVerdict, Packet, ServiceKey, TcpFlags};
+use socket2::SockRef;
+use tokio::net::{TcpSocket, TcpStream};
+
+use crate::relay::{pump, Ended};
+use crate::state::LiveConn;
+use crate::table::{ListenerKey, ProxyProtocol};
+use crate::worker::Ctx;
+use crate::Core;
+
+/// Resets a socket: closes it with an RST instead of a FIN.
+pub(crate) fn reset(s: TcpStream) {
+    let _ = SockRef::from(&s).set_linger(Some(Duration::ZERO));
+    drop(s);
+}
+
+/// The address as the core keys it (an IPv4 client on a dual-stack socket
+/// arrives v4-mapped).
+pub(crate) fn canonical(a: SocketAddr) -> SocketAddr {
+    SocketAddr::new(a.ip().to_canonical(), a.port())
+}
+
+async fn connect(target: SocketAddr) -> io::Result<TcpStream> {
+    let sock = match target {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    sock.set_nodelay(true)?;
+    sock.connect(target).await
+}
+
+/// The core entry a flow reports to, if it has one (one-packet scheduling
+/// keeps none).
+struct Entry {
+    id: ConnId,
+    key: ConnKey,
+    /// Whether the kernel would see the real server's segments (NAT, FullNAT).
+    sees_replies: bool,
+}
+
+impl Entry {
+    /// Reports segments, in order: `(outbound, flags)`.
+    fn report<C: Core>(&self, core: &C, segments: &[(bool, TcpFlags)]) {
+        core.with(|d, _, now| {
+            for &(outbound, flags) in segments {
+                if outbound && !self.sees_replies {
+                    continue;
+                }
+                d.handle_segment(self.id, &self.key, outbound, flags, 0, now);
+            }
+        });
+    }
+}
+
+/// Serves one accepted client connection on listener `lk` of service `svc`.
+pub(crate) async fn serve<C: Core>(
+    ctx: Arc<Ctx<C>>,
+    client: TcpStream,
+    peer: SocketAddr,
+    lk: ListenerKey,
+    svc: ServiceKey,
+) {
+    let peer = canonical(peer);
+    let mut syn = Packet::tcp(
+        peer.ip(),
+        peer.port(),
+        lk.addr.ip(),
+        lk.addr.port(),
+        TcpFlags::SYN,
+    );
+    syn.len = 0;
+    if let ServiceKey::Fwmark { mark, .. } = svc {
+        syn.fwmark = mark;
+    }
+    let key = syn.conn_key();
+    let live = Arc::new(LiveConn::new(key, ctx.clock.now()));
+    let decision = ctx.core.with(|d, st, now| match d.handle_in(&syn, now) {
+        InVerdict::Forward(f) => {
+            st.counters.accepted += 1;
+            if let Some(id) = f.conn {
+                st.register(id, live.clone());
+            }
+            Some(f)
+        }
+        InVerdict::Refuse(_) | InVerdict::Pass | InVerdict::Drop => {
+            st.counters.refused += 1;
+            None
+        }
+    });
+    let Some(f) = decision else {
+        reset(client);
+        return;
+    };
+    let port = if f.dport == 0 {
+        lk.addr.port()
+    } else {
+        f.dport
+    };
+    let target = SocketAddr::new(f.daddr, port);
+    let entry = f.conn.map(|id| Entry {
+        id,
+        key,
+        sees_replies: f.forward.sees_replies(),
+    });
+
+    let connected = tokio::select! {
+        r = connect(target) => Some(r),
+        () = live.aborted() => None,
+    };
+    let server = match connected {
+        None => {
+            reset(client);
+            return;
+        }
+        Some(Err(e)) => {
+            tracing::debug!(client = %peer, server = %target, error = %e, "real server connect failed");
+            ctx.core.with(|d, st, now| {
+                if let Some(en) = &entry {
+                    if en.sees_replies {
+                        d.handle_segment(en.id, &en.key, true, TcpFlags::RST, 0, now);
+                    }
+                    st.unregister(en.id, &live);
+                }
+                st.counters.connect_failed += 1;
+                *st.counters
+                    .connect_failed_by_server
+                    .entry(target)
+                    .or_default() += 1;
+            });
+            reset(client);
+            return;
+        }
+        Some(Ok(s)) => s,
+    };
+    let _ = client.set_nodelay(true);
+    if let Some(en) = &entry {
+        en.report(
+            &*ctx.core,
+            &[(true, TcpFlags::SYN_ACK), (false, TcpFlags::ACK)],
+        );
+    }
+
+    let header = ctx.table.borrow().proxy.get(&(svc, target)).copied();
+    let ok = match header {
+        None => true,
+        Some(v) => send_proxy_header(&server, v, peer, lk.addr).await.is_ok(),
+    };
+    let outcome = if ok {
+        relay(&ctx, &client, &server, &live, entry.as_ref()).await
+    } else {
+        Outcome::Reset
+    };
+    if outcome != Outcome::Closed {
+        reset(client);
+        reset(server);
+    }
+    ctx.core.with(|d, st, _| {
+        if let Some(en) = &entry {
+            let (traffic, last) = live.take();
+            d.handle_traffic(en.id, &en.key, traffic, last);
+            st.unregister(en.id, &live);
+        }
+    });
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    /// Both directions ended with FINs.
+    Closed,
+    /// A side reset, or the entry expired: both sides get an RST.
+    Reset,
+}
+
+async fn send_proxy_header(
+    server: &TcpStream,
+    version: ProxyProtocol,
+    client: SocketAddr,
+    vip: SocketAddr,
+) -> io::Result<()> {
+    let mut bytes = crate::table::proxy_header(version, client, vip);
+    crate::relay::drain(server, &mut bytes).await
+}
+
+/// Relays both directions until both end, one side resets, or the core expires
+/// the entry.
+async fn relay<C: Core>(
+    ctx: &Ctx<C>,
+    client: &TcpStream,
+    server: &TcpStream,
+    live: &LiveConn,
+    entry: Option<&Entry>,
+) -> Outcome {
+    let mut up = pin!(one_way(ctx, client, server, live, entry, true));
+    let mut down = pin!(one_way(ctx, server, client, live, entry, false));
+    let (mut up_done, mut down_done) = (false, false);
+    loop {
+        tokio::select! {
+            clean = &mut up, if !up_done => {
+                if !clean { return Outcome::Reset; }
+                up_done = true;
+            }
+            clean = &mut down, if !down_done => {
+                if !clean { return Outcome::Reset; }
+                down_done = true;
+            }
+            () = live.aborted() => return Outcome::Reset,
+        }
+        if up_done && down_done {
+            return Outcome::Closed;
+        }
+    }
+}
+
+/// Relays one direction (`inbound`: client to real server) and reports how it
+/// ended; `false` when a side reset.
+async fn one_way<C: Core>(
+    ctx: &Ctx<C>,
+    src: &TcpStream,
+    dst: &TcpStream,
+    live: &LiveConn,
+    entry: Option<&Entry>,
+    inbound: bool,
+) -> bool {
+    let ended = pump(src, dst, live, inbound, ctx.clock, ctx.splice).await;
+    let core = &*ctx.core;
+    // Segments as (outbound, flags): the side that ended is the client's when
+    // `inbound`.
+    let (fin, ack) = ((!inbound, TcpFlags::FIN_ACK), (inbound, TcpFlags::ACK));
+    match ended {
+        Ended::Eof => {
+            let _ = SockRef::from(dst).shutdown(std::net::Shutdown::Write);
+            if let Some(en) = entry {
+                en.report(core, &[fin, ack]);
+            }
+            true
+        }
+        Ended::SrcFailed(e) => {
+            tracing::debug!(error = %e, inbound, "relay: read side reset");
+            if let Some(en) = entry {
+                en.report(core, &[(!inbound, TcpFlags::RST)]);
+            }
+            false
+        }
+        Ended::DstFailed(e) => {
+            tracing::debug!(error = %e, inbound, "relay: write side reset");
+            if let Some(en) = entry {
+                en.report(core, &[(inbound, TcpFlags::RST)]);
+            }
+            false
+        }
+    }
+}
