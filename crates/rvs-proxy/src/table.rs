@@ -146,7 +146,10 @@ pub const PORT_ZERO: &str = "port 0 (every port of the address, a persistent-ser
 
 /// The header a real server with PROXY protocol `version` gets first.
 pub(crate) fn proxy_header(version: ProxyProtocol, client: SocketAddr, vip: SocketAddr) -> Vec<u8> {
-    // TODO(wire): rvs_wire::proxy_protocol::encode
-    let _ = (version, client, vip);
-    Vec::new()
+    use rvs_wire::proxy_protocol::{encode, Transport as Wire, Version};
+    let v = match version {
+        ProxyProtocol::V1 => Version::V1,
+        ProxyProtocol::V2 => Version::V2,
+    };
+    encode(v, Wire::Stream, client, vip)
 }
