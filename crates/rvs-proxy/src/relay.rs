@@ -11,11 +11,15 @@
 //! it copying.
 
 use std::cell::RefCell;
+use std::future::poll_fn;
 use std::io;
 use std::os::fd::OwnedFd;
+use std::pin::Pin;
+use std::task::Poll;
 
 use nix::fcntl::{splice, OFlag, SpliceFFlags};
-use tokio::io::Interest;
+use tokio::io::{AsyncRead, Interest, ReadBuf};
+use tokio::net::tcp::ReadHalf;
 use tokio::net::TcpStream;
 
 use crate::state::LiveConn;
@@ -53,15 +57,17 @@ thread_local! {
 
 /// What one copy step did.
 enum Step {
-    Again,
     Eof,
     Moved { bytes: usize, full: bool },
     Failed(Ended),
 }
 
 /// Relays `src` to `dst` until `src` ends; `inbound` is client to real server.
+///
+/// Reads go through `poll_read`, which treats a short read as "drained" (the
+/// socket is edge-triggered), saving the read that would only say EAGAIN.
 pub(crate) async fn pump(
-    src: &TcpStream,
+    mut src: ReadHalf<'_>,
     dst: &TcpStream,
     conn: &LiveConn,
     inbound: bool,
@@ -80,47 +86,52 @@ pub(crate) async fn pump(
         }
         if spliced {
             match pipe() {
-                Ok((r, w)) => return splice_loop(src, dst, conn, inbound, clock, &r, &w).await,
+                Ok((r, w)) => {
+                    return splice_loop(src.as_ref(), dst, conn, inbound, clock, &r, &w).await
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, "no pipe for splice, copying");
                     spliced = false;
                 }
             }
         }
-        if let Err(e) = src.readable().await {
-            return Ended::SrcFailed(e);
-        }
-        let step = SCRATCH_BUF.with(|cell| {
-            let Ok(mut buf) = cell.try_borrow_mut() else {
-                return Step::Again;
-            };
-            let n = match src.try_read(&mut buf) {
-                Ok(0) => return Step::Eof,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Again,
-                Err(e) => return Step::Failed(Ended::SrcFailed(e)),
-            };
-            let mut off = 0;
-            while off < n {
-                match dst.try_write(&buf[off..n]) {
-                    Ok(m) => off += m,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => return Step::Failed(Ended::DstFailed(e)),
+        let step = poll_fn(|cx| {
+            SCRATCH_BUF.with(|cell| {
+                let Ok(mut buf) = cell.try_borrow_mut() else {
+                    // Another flow of this thread is mid-step; yield to it.
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                };
+                let mut rb = ReadBuf::new(&mut buf);
+                match Pin::new(&mut src).poll_read(cx, &mut rb) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Step::Failed(Ended::SrcFailed(e))),
+                    Poll::Ready(Ok(())) => {}
                 }
-            }
-            if off < n {
-                pending.extend_from_slice(&buf[off..n]);
-            }
-            Step::Moved {
-                bytes: n,
-                full: n == buf.len(),
-            }
-        });
+                let n = rb.filled().len();
+                if n == 0 {
+                    return Poll::Ready(Step::Eof);
+                }
+                let mut off = 0;
+                while off < n {
+                    match dst.try_write(&buf[off..n]) {
+                        Ok(m) => off += m,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => return Poll::Ready(Step::Failed(Ended::DstFailed(e))),
+                    }
+                }
+                if off < n {
+                    pending.extend_from_slice(&buf[off..n]);
+                }
+                Poll::Ready(Step::Moved {
+                    bytes: n,
+                    full: n == buf.len(),
+                })
+            })
+        })
+        .await;
         match step {
-            Step::Again => {}
-            Step::Eof => {
-                return Ended::Eof;
-            }
+            Step::Eof => return Ended::Eof,
             Step::Failed(e) => return e,
             Step::Moved { bytes, full } => {
                 conn.record(inbound, bytes, clock.now());

@@ -23,6 +23,9 @@ use std::time::Duration;
 
 use rvs_core::{ConnId, ConnKey, InVerdict, Packet, ServiceKey, TcpFlags};
 use socket2::SockRef;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::net::tcp::ReadHalf;
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::relay::{pump, Ended};
@@ -97,63 +100,74 @@ pub(crate) async fn serve<C: Core>(
     }
     let key = syn.conn_key();
     let live = Arc::new(LiveConn::new(key, ctx.clock.now()));
-    let decision = ctx.core.with(|d, st, now| match d.handle_in(&syn, now) {
-        InVerdict::Forward(f) => {
-            st.counters.accepted += 1;
-            if let Some(id) = f.conn {
-                st.register(id, live.clone());
-            }
-            Some(f)
-        }
-        InVerdict::Refuse(_) | InVerdict::Pass | InVerdict::Drop => {
-            st.counters.refused += 1;
-            None
-        }
-    });
-    let Some(f) = decision else {
-        reset(client);
-        return;
-    };
-    let port = if f.dport == 0 {
-        lk.addr.port()
-    } else {
-        f.dport
-    };
-    let target = SocketAddr::new(f.daddr, port);
-    let entry = f.conn.map(|id| Entry {
-        id,
-        key,
-        sees_replies: f.forward.sees_replies(),
-    });
-
-    let connected = tokio::select! {
-        r = connect(target) => Some(r),
-        () = live.aborted() => None,
-    };
-    let server = match connected {
-        None => {
-            reset(client);
-            return;
-        }
-        Some(Err(e)) => {
-            tracing::debug!(client = %peer, server = %target, error = %e, "real server connect failed");
-            ctx.core.with(|d, st, now| {
-                if let Some(en) = &entry {
-                    if en.sees_replies {
-                        d.handle_segment(en.id, &en.key, true, TcpFlags::RST, 0, now);
-                    }
-                    st.unregister(en.id, &live);
+    let mut retries_left = ctx.connect_retries;
+    let mut first = true;
+    let (server, entry, target) = loop {
+        let decision = ctx.core.with(|d, st, now| match d.handle_in(&syn, now) {
+            InVerdict::Forward(f) => {
+                st.counters.accepted += u64::from(first);
+                if let Some(id) = f.conn {
+                    st.register(id, live.clone());
                 }
-                st.counters.connect_failed += 1;
-                *st.counters
-                    .connect_failed_by_server
-                    .entry(target)
-                    .or_default() += 1;
-            });
+                Some(f)
+            }
+            InVerdict::Refuse(_) | InVerdict::Pass | InVerdict::Drop => {
+                st.counters.refused += 1;
+                None
+            }
+        });
+        first = false;
+        let Some(f) = decision else {
             reset(client);
             return;
+        };
+        let port = if f.dport == 0 {
+            lk.addr.port()
+        } else {
+            f.dport
+        };
+        let target = SocketAddr::new(f.daddr, port);
+        let entry = f.conn.map(|id| Entry {
+            id,
+            key,
+            sees_replies: f.forward.sees_replies(),
+        });
+        let connected = tokio::select! {
+            r = connect(target) => r,
+            () = live.aborted() => {
+                reset(client);
+                return;
+            }
+        };
+        match connected {
+            Ok(s) => break (s, entry, target),
+            Err(e) => {
+                tracing::debug!(client = %peer, server = %target, error = %e, "real server connect failed");
+                let retry = retries_left > 0;
+                ctx.core.with(|d, st, now| {
+                    if let Some(en) = &entry {
+                        // NAT sees the server's RST. A retry (an rvs
+                        // extension) also closes a DR/TUN entry, from the
+                        // client's side, so that the SYN below re-schedules.
+                        if en.sees_replies || retry {
+                            let outbound = en.sees_replies;
+                            d.handle_segment(en.id, &en.key, outbound, TcpFlags::RST, 0, now);
+                        }
+                        st.unregister(en.id, &live);
+                    }
+                    st.counters.connect_failed += 1;
+                    *st.counters
+                        .connect_failed_by_server
+                        .entry(target)
+                        .or_default() += 1;
+                });
+                if !retry {
+                    reset(client);
+                    return;
+                }
+                retries_left -= 1;
+            }
         }
-        Some(Ok(s)) => s,
     };
     let _ = client.set_nodelay(true);
     if let Some(en) = &entry {
@@ -168,8 +182,10 @@ pub(crate) async fn serve<C: Core>(
         None => true,
         Some(v) => send_proxy_header(&server, v, peer, lk.addr).await.is_ok(),
     };
+    let mut client = client;
+    let mut server = server;
     let outcome = if ok {
-        relay(&ctx, &client, &server, &live, entry.as_ref()).await
+        relay(&ctx, &mut client, &mut server, &live, entry.as_ref()).await
     } else {
         Outcome::Reset
     };
@@ -208,13 +224,34 @@ async fn send_proxy_header(
 /// the entry.
 async fn relay<C: Core>(
     ctx: &Ctx<C>,
-    client: &TcpStream,
-    server: &TcpStream,
+    client: &mut TcpStream,
+    server: &mut TcpStream,
     live: &LiveConn,
     entry: Option<&Entry>,
 ) -> Outcome {
-    let mut up = pin!(one_way(ctx, client, server, live, entry, true));
-    let mut down = pin!(one_way(ctx, server, client, live, entry, false));
+    let (client_rd, client_wr) = client.split();
+    let (server_rd, server_wr) = server.split();
+    // Set by the first direction to end: the second needs no shutdown(2), the
+    // close that follows sends its FIN.
+    let one_ended = AtomicBool::new(false);
+    let mut up = pin!(one_way(
+        ctx,
+        client_rd,
+        server_wr.as_ref(),
+        live,
+        entry,
+        &one_ended,
+        true
+    ));
+    let mut down = pin!(one_way(
+        ctx,
+        server_rd,
+        client_wr.as_ref(),
+        live,
+        entry,
+        &one_ended,
+        false
+    ));
     let (mut up_done, mut down_done) = (false, false);
     loop {
         tokio::select! {
@@ -238,10 +275,11 @@ async fn relay<C: Core>(
 /// ended; `false` when a side reset.
 async fn one_way<C: Core>(
     ctx: &Ctx<C>,
-    src: &TcpStream,
+    src: ReadHalf<'_>,
     dst: &TcpStream,
     live: &LiveConn,
     entry: Option<&Entry>,
+    one_ended: &AtomicBool,
     inbound: bool,
 ) -> bool {
     let ended = pump(src, dst, live, inbound, ctx.clock, ctx.splice).await;
@@ -251,7 +289,9 @@ async fn one_way<C: Core>(
     let (fin, ack) = ((!inbound, TcpFlags::FIN_ACK), (inbound, TcpFlags::ACK));
     match ended {
         Ended::Eof => {
-            let _ = SockRef::from(dst).shutdown(std::net::Shutdown::Write);
+            if !one_ended.swap(true, Ordering::Relaxed) {
+                let _ = SockRef::from(dst).shutdown(std::net::Shutdown::Write);
+            }
             if let Some(en) = entry {
                 en.report(core, &[fin, ack]);
             }

@@ -48,6 +48,10 @@ pub struct PlaneConfig {
     /// Accept queue length of each TCP listener (the kernel caps it at
     /// net.core.somaxconn).
     pub backlog: i32,
+    /// When a real server refuses or cannot be reached, schedule the client
+    /// again this many times (an rvs extension; 0, the kernel's behaviour,
+    /// resets the client at once).
+    pub connect_retries: u8,
 }
 
 impl Default for PlaneConfig {
@@ -57,6 +61,7 @@ impl Default for PlaneConfig {
             runtime: RuntimeKind::PerCore,
             splice: SpliceMode::Auto,
             backlog: 4096,
+            connect_retries: 0,
         }
     }
 }
@@ -66,6 +71,7 @@ pub(crate) struct Ctx<C> {
     pub(crate) core: Arc<C>,
     pub(crate) clock: Clock,
     pub(crate) splice: SpliceMode,
+    pub(crate) connect_retries: u8,
     pub(crate) table: watch::Receiver<Arc<PlaneTable>>,
 }
 
@@ -98,6 +104,7 @@ impl Plane {
             core,
             clock,
             splice: cfg.splice,
+            connect_retries: cfg.connect_retries,
             table: table_rx.clone(),
         });
         let mut handles = Vec::new();

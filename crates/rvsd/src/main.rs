@@ -38,6 +38,9 @@ struct Args {
     /// When the socket plane uses splice(2): bulk transfers only, always, never
     #[arg(long, value_enum, default_value_t = Splice::Auto)]
     splice: Splice,
+    /// When a real server refuses a connection, schedule the client again up to N times before resetting it (an rvs extension; 0 is the kernel's behaviour)
+    #[arg(long, default_value_t = 0)]
+    connect_retries: u8,
     /// Cut the connections of a removed real server at once (the kernel's expire_nodest_conn sysctl) instead of letting them finish
     #[arg(long)]
     expire_nodest_conn: bool,
@@ -107,6 +110,7 @@ fn main() -> anyhow::Result<()> {
                     Splice::Always => rvs_proxy::SpliceMode::Always,
                     Splice::Never => rvs_proxy::SpliceMode::Never,
                 },
+                connect_retries: args.connect_retries,
                 ..d
             }
         }),

@@ -723,3 +723,26 @@ fn ipv6_service() {
     assert!(read_line(&s).starts_with("v6 [::1]:"));
     assert!(out(&d, &["-Lnc"]).contains("[::1]"));
 }
+
+/// The retry extension: a refused connect schedules the client again, so with
+/// one dead and one live real server every client gets through; the failures
+/// are still counted. Without it (above) the client is reset.
+#[test]
+fn connect_retries_reach_a_live_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = plane_daemon(dir.path(), &["--connect-retries", "2"]);
+    let live = Backend::start("live");
+    let dead = format!("127.0.0.1:{}", common::free_port());
+    let v = vip(common::free_port());
+    let vs = v.to_string();
+    ok(&d, &["-A", "-t", &vs, "-s", "rr"]);
+    ok(&d, &["-a", "-t", &vs, "-r", &dead, "-m"]);
+    ok(&d, &["-a", "-t", &vs, "-r", &live.rs(), "-m"]);
+    wait_listening(&d, "TCP", v);
+    for _ in 0..6 {
+        assert_eq!(dial(Ipv4Addr::LOCALHOST, v).1, "live");
+    }
+    let st = plane_status(&d);
+    assert_eq!(st.accepted, 6);
+    assert!(st.connect_failed >= 3, "{st:?}");
+}
