@@ -87,7 +87,9 @@ pub(crate) async fn pump(
         if spliced {
             match pipe() {
                 Ok((r, w)) => {
-                    return splice_loop(src.as_ref(), dst, conn, inbound, clock, &r, &w).await
+                    // Boxed: only bulk flows pay for the splice state.
+                    let fut = splice_loop(src.as_ref(), dst, conn, inbound, clock, &r, &w);
+                    return Box::pin(fut).await;
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "no pipe for splice, copying");

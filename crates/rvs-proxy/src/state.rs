@@ -27,6 +27,8 @@ pub(crate) struct LiveConn {
     out_pkts: AtomicU64,
     out_bytes: AtomicU64,
     last_active_ms: AtomicU64,
+    /// `last_active_ms` as last reported to the core.
+    reported_ms: AtomicU64,
     aborted: AtomicBool,
     abort: Notify,
 }
@@ -40,6 +42,7 @@ impl LiveConn {
             out_pkts: AtomicU64::new(0),
             out_bytes: AtomicU64::new(0),
             last_active_ms: AtomicU64::new(now.as_millis()),
+            reported_ms: AtomicU64::new(now.as_millis()),
             aborted: AtomicBool::new(false),
             abort: Notify::new(),
         }
@@ -68,10 +71,16 @@ impl LiveConn {
             out_pkts: self.out_pkts.swap(0, Ordering::Relaxed),
             out_bytes: self.out_bytes.swap(0, Ordering::Relaxed),
         };
-        (
-            c,
-            Time::from_millis(self.last_active_ms.load(Ordering::Relaxed)),
-        )
+        let last = self.last_active_ms.load(Ordering::Relaxed);
+        self.reported_ms.store(last, Ordering::Relaxed);
+        (c, Time::from_millis(last))
+    }
+
+    /// Whether the flow moved since the last `take`.
+    fn moved(&self) -> bool {
+        self.last_active_ms.load(Ordering::Relaxed) != self.reported_ms.load(Ordering::Relaxed)
+            || self.in_pkts.load(Ordering::Relaxed) != 0
+            || self.out_pkts.load(Ordering::Relaxed) != 0
     }
 
     pub(crate) fn abort(&self) {
@@ -147,7 +156,9 @@ impl PlaneState {
     pub fn tick(&mut self, d: &mut Director, now: Time) {
         let mut gone = std::mem::take(&mut self.expired);
         gone.clear();
-        for (&id, conn) in &self.live {
+        // An idle flow has nothing to report; its entry, if the core expires
+        // it, comes back through `handle_timeout` below.
+        for (&id, conn) in self.live.iter().filter(|(_, c)| c.moved()) {
             let (traffic, last) = conn.take();
             if !d.handle_traffic(id, &conn.key, traffic, last) {
                 gone.push(id);
@@ -166,5 +177,76 @@ impl PlaneState {
             }
         }
         self.expired = gone;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use rvs_core::{
+        DestConfig, DirectorConfig, Forward, InVerdict, Packet, Protocol, ServiceConfig,
+        ServiceKey, Span, TcpFlags, TcpState,
+    };
+
+    /// A registered flow's traffic reaches the core on the tick and keeps the
+    /// entry alive; once idle past its timeout the entry expires and the flow
+    /// is aborted and forgotten.
+    #[test]
+    fn tick_reports_traffic_then_expires_and_aborts() {
+        let mut d = Director::new(DirectorConfig::default());
+        let key = ServiceKey::Addr {
+            proto: Protocol::Tcp,
+            addr: "10.0.0.1".parse().unwrap(),
+            port: 80,
+        };
+        d.add_service(ServiceConfig::new(key)).unwrap();
+        let dest = DestConfig {
+            forward: Forward::Masq,
+            ..DestConfig::new("10.0.1.1".parse().unwrap(), 80)
+        };
+        d.add_dest(&key, dest).unwrap();
+        let t0 = Time::from_millis(1000);
+        let syn = Packet {
+            len: 0,
+            ..Packet::tcp(
+                "192.0.2.1".parse().unwrap(),
+                5000,
+                "10.0.0.1".parse().unwrap(),
+                80,
+                TcpFlags::SYN,
+            )
+        };
+        let InVerdict::Forward(f) = d.handle_in(&syn, t0) else {
+            panic!("not scheduled");
+        };
+        let id = f.conn.unwrap();
+        let ck = syn.conn_key();
+        d.handle_segment(id, &ck, true, TcpFlags::SYN_ACK, 0, t0);
+        d.handle_segment(id, &ck, false, TcpFlags::ACK, 0, t0);
+
+        let mut st = PlaneState::default();
+        let live = Arc::new(LiveConn::new(ck, t0));
+        st.register(id, live.clone());
+        let established = TcpState::Established.default_timeout();
+
+        // Busy until just before the original expiry: still alive after it.
+        let busy = Time::from_millis((t0 + established).as_millis() - 1000);
+        live.record(true, 1000, busy);
+        live.record(false, 5000, busy);
+        st.tick(&mut d, busy);
+        let c = d.total_stats().counters();
+        assert_eq!((c.in_bytes, c.out_bytes), (1000, 5000));
+        st.tick(&mut d, t0 + established + Span::from_secs(1));
+        assert_eq!(st.live(), 1);
+        assert!(!live.is_aborted());
+
+        // Then idle for a whole timeout: expired, aborted, unregistered.
+        st.tick(&mut d, busy + established + Span::from_secs(1));
+        assert_eq!(st.live(), 0);
+        assert!(live.is_aborted());
+        assert_eq!(st.counters.expired_open, 1);
+        assert!(d.conn(id).is_none());
     }
 }

@@ -153,3 +153,81 @@ pub(crate) fn proxy_header(version: ProxyProtocol, client: SocketAddr, vip: Sock
     };
     encode(v, Wire::Stream, client, vip)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use rvs_core::{DirectorConfig, Family, ServiceConfig};
+
+    fn addr_key(proto: Protocol, a: &str, port: u16) -> ServiceKey {
+        ServiceKey::Addr {
+            proto,
+            addr: a.parse().unwrap(),
+            port,
+        }
+    }
+
+    #[test]
+    fn listeners_follow_the_services() {
+        let mut d = Director::new(DirectorConfig::default());
+        let tcp = addr_key(Protocol::Tcp, "10.0.0.1", 80);
+        let udp = addr_key(Protocol::Udp, "10.0.0.1", 53);
+        let sctp = addr_key(Protocol::Sctp, "10.0.0.1", 80);
+        let port0 = addr_key(Protocol::Tcp, "10.0.0.2", 0);
+        let mark = ServiceKey::Fwmark {
+            mark: 6666,
+            family: Family::V4,
+        };
+        let unmarked = ServiceKey::Fwmark {
+            mark: 7,
+            family: Family::V4,
+        };
+        for k in [tcp, udp, sctp, mark, unmarked] {
+            d.add_service(ServiceConfig::new(k)).unwrap();
+        }
+        let mut p0 = ServiceConfig::new(port0);
+        p0.persistence = Some(rvs_core::Persistence::default_for(Family::V4));
+        d.add_service(p0).unwrap();
+
+        let https = ListenerKey {
+            transport: Transport::Tcp,
+            addr: "10.0.0.1:443".parse().unwrap(),
+        };
+        let http = ListenerKey {
+            transport: Transport::Tcp,
+            addr: "10.0.0.1:80".parse().unwrap(),
+        };
+        let v6 = ListenerKey {
+            transport: Transport::Tcp,
+            addr: "[2001:db8::1]:443".parse().unwrap(),
+        };
+        let t = PlaneTable::build(
+            &d,
+            &[(6666, https), (6666, http), (6666, v6)],
+            HashMap::new(),
+        );
+        // The fwmark service takes 10.0.0.1:80 over the address service (the
+        // kernel looks fwmark services up first); the IPv6 member belongs to
+        // an IPv6 fwmark service, which there is not.
+        assert_eq!(t.listeners.get(&http), Some(&mark));
+        assert_eq!(t.listeners.get(&https), Some(&mark));
+        assert_eq!(t.listeners.get(&v6), None);
+        let udp_lk = ListenerKey {
+            transport: Transport::Udp,
+            addr: "10.0.0.1:53".parse().unwrap(),
+        };
+        assert_eq!(t.listeners.get(&udp_lk), Some(&udp));
+        assert_eq!(t.listeners.len(), 3);
+        let unserved: Vec<ServiceKey> = t.unserved.iter().map(|u| u.service).collect();
+        assert!(unserved.contains(&sctp));
+        assert!(unserved.contains(&port0));
+        assert!(unserved.contains(&unmarked));
+        assert_eq!(unserved.len(), 3);
+        assert!(t
+            .unserved
+            .iter()
+            .any(|u| u.service == port0 && u.reason == PORT_ZERO));
+    }
+}
