@@ -1,9 +1,11 @@
 //! rvsd, the rvs director daemon, as a library: the control plane over the core,
-//! the crash-safe state file, the admin API, and the server that runs them. The
-//! `rvsd` and `rvsadm` binaries of this package are thin shells over it.
+//! the crash-safe state file, the admin API, the server that runs them, and the
+//! `--demo` real servers and table. The `rvsd` and `rvsadm` binaries of this
+//! package are thin shells over it.
 
 pub mod client;
 pub mod control;
+pub mod demo;
 pub mod http;
 pub mod paths;
 pub mod server;

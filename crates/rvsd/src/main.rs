@@ -1,12 +1,13 @@
 //! `rvsd`: the rvs director daemon. Runs in the foreground, logs to stderr, serves
-//! the admin API, keeps the table in a crash-safe state file.
+//! the admin API, keeps the table in a crash-safe state file; `--demo` adds demo
+//! real servers and a demo table to try it on loopback.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use rvsd::{paths, server};
+use rvsd::{demo, paths, server};
 
 #[derive(Parser, Debug)]
 #[command(name = "rvsd", version, about = "rvs director daemon")]
@@ -44,6 +45,18 @@ struct Args {
     /// Cut the connections of a removed real server at once (the kernel's expire_nodest_conn sysctl) instead of letting them finish
     #[arg(long)]
     expire_nodest_conn: bool,
+    /// Run demo real servers (HTTP on 127.0.0.1:9081-9083, UDP echo on :9091-9092) inside rvsd, add the demo table if the table is empty, and print how to try it. The table is saved like any other: add --no-state to keep it throwaway
+    #[arg(long)]
+    demo: bool,
+    /// First port of the demo real servers: HTTP on this port and the next two, UDP echo 10 and 11 above it
+    #[arg(long, requires = "demo", default_value_t = demo::DemoConfig::default().base_port)]
+    demo_base_port: u16,
+    /// Port of the demo TCP virtual service on 127.0.0.1
+    #[arg(long, requires = "demo", default_value_t = demo::DemoConfig::default().vip_port)]
+    demo_vip_port: u16,
+    /// Port of the demo UDP virtual service on 127.0.0.1
+    #[arg(long, requires = "demo", default_value_t = demo::DemoConfig::default().udp_port)]
+    demo_udp_port: u16,
     /// Log filter (tracing EnvFilter syntax)
     #[arg(long, env = "RVS_LOG", default_value = "info")]
     log: String,
@@ -78,6 +91,10 @@ fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("bad --log filter {:?}", args.log))?,
         )
         .init();
+    anyhow::ensure!(
+        !args.demo || args.data_plane == DataPlane::Socket,
+        "--demo needs the socket data plane (drop --data-plane none)"
+    );
     let token = match &args.token_file {
         None => None,
         Some(p) => {
@@ -115,6 +132,11 @@ fn main() -> anyhow::Result<()> {
             }
         }),
         expire_nodest_conn: args.expire_nodest_conn,
+        demo: args.demo.then_some(demo::DemoConfig {
+            base_port: args.demo_base_port,
+            vip_port: args.demo_vip_port,
+            udp_port: args.demo_udp_port,
+        }),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

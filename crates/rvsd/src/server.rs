@@ -1,12 +1,14 @@
 //! Runs the daemon: binds the admin listeners (a Unix socket always, a TCP address
 //! with a bearer token when asked), drives the core's timers, reloads on SIGHUP and
-//! stops cleanly on SIGTERM/SIGINT, telling systemd (sd_notify) as it goes.
+//! stops cleanly on SIGTERM/SIGINT, telling systemd (sd_notify) as it goes. With
+//! `--demo` it also runs the demo real servers and table (`demo.rs`).
 //!
 //! Invariants: the Unix socket is created mode 0600 (root-only when rvsd runs as
 //! root) and removed on a clean stop; a socket file left by a dead rvsd is
 //! replaced, one held by a live rvsd makes this one refuse to start; a TCP listener
 //! is never opened without a token.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -21,6 +23,7 @@ use rvs_core::{Director, Time};
 use rvs_proxy::{Clock, Plane, PlaneConfig, PlaneState, PlaneTable};
 
 use crate::control::{Control, ControlError};
+use crate::demo::{self, DemoConfig, DemoError, DemoServers};
 use crate::http::{self, lock, Shared};
 use crate::state::StateFile;
 
@@ -37,6 +40,9 @@ pub struct Options {
     /// The kernel's `expire_nodest_conn` sysctl: connections of a removed real
     /// server are cut at once instead of running to their end.
     pub expire_nodest_conn: bool,
+    /// `--demo`: run the demo real servers, add the demo table to an empty
+    /// table, and print how to try it.
+    pub demo: Option<DemoConfig>,
 }
 
 /// The plane's access to the core: the daemon's lock.
@@ -73,6 +79,8 @@ pub enum ServerError {
     Signal(std::io::Error),
     #[error(transparent)]
     Plane(#[from] rvs_proxy::PlaneError),
+    #[error(transparent)]
+    Demo(#[from] DemoError),
 }
 
 fn socket_err(path: &Path) -> impl FnOnce(std::io::Error) -> ServerError + '_ {
@@ -122,6 +130,11 @@ fn sd_notify(state: &str) {
 
 /// Runs until SIGTERM or SIGINT (or `stop` turning true).
 pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), ServerError> {
+    // The demo servers first: a taken port stops rvsd before anything changes.
+    let demo_servers = match &opts.demo {
+        Some(cfg) => Some(DemoServers::start(cfg).await?),
+        None => None,
+    };
     let file = opts.state_file.as_ref().map(StateFile::new);
     let mut control = Control::new(file)?;
     if opts.expire_nodest_conn {
@@ -149,6 +162,17 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), S
         }
     };
     let unix = bind_unix(&opts.socket)?;
+    // After the socket, so that a second rvsd on the same socket changes nothing.
+    let demo_outcome = match &opts.demo {
+        Some(cfg) => match demo::install_table(cfg, &shared) {
+            Ok(outcome) => Some((cfg, outcome)),
+            Err(e) => {
+                let _ = std::fs::remove_file(&opts.socket);
+                return Err(e.into());
+            }
+        },
+        None => None,
+    };
 
     let mut term = signal(SignalKind::terminate()).map_err(ServerError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(ServerError::Signal)?;
@@ -195,6 +219,19 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), S
 
     tracing::info!(socket = %opts.socket.display(), services = restored, "rvsd ready");
     sd_notify("READY=1");
+    if let Some((cfg, outcome)) = demo_outcome {
+        let problems = demo::listener_problems(cfg, &shared).await;
+        let rvsadm = demo::rvsadm_path();
+        match demo::announcement(cfg, &outcome, &problems, &opts.socket, &rvsadm) {
+            Ok(text) => {
+                // Not print!: a closed stdout must not stop the daemon.
+                let mut stdout = std::io::stdout().lock();
+                let _ = stdout.write_all(text.as_bytes());
+                let _ = stdout.flush();
+            }
+            Err(e) => tracing::error!(error = %e, "demo"),
+        }
+    }
     loop {
         tokio::select! {
             _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
@@ -215,6 +252,7 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), S
     for t in tasks {
         let _ = t.await;
     }
+    drop(demo_servers);
     if let Some(plane) = plane {
         let _ = tokio::task::spawn_blocking(move || plane.stop()).await;
     }
