@@ -287,6 +287,7 @@ fn bind(lk: ListenerKey, backlog: i32) -> io::Result<Bound> {
 }
 
 async fn accept_loop<C: Core>(ctx: Arc<Ctx<C>>, listener: TcpListener, lk: ListenerKey) {
+    let mut last_warning: Option<tokio::time::Instant> = None;
     loop {
         match listener.accept().await {
             Ok((s, peer)) => {
@@ -299,8 +300,13 @@ async fn accept_loop<C: Core>(ctx: Arc<Ctx<C>>, listener: TcpListener, lk: Liste
                 }
             }
             Err(e) => {
-                // EMFILE/ENFILE and friends: back off instead of spinning.
-                tracing::warn!(listener = %lk, error = %e, "accept failed");
+                // EMFILE/ENFILE and friends: back off instead of spinning, and
+                // say so once a second at most.
+                let now = tokio::time::Instant::now();
+                if last_warning.is_none_or(|t| now >= t + Duration::from_secs(1)) {
+                    tracing::warn!(listener = %lk, error = %e, "accept failed");
+                    last_warning = Some(now);
+                }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
