@@ -4,31 +4,35 @@
 # baseline. Each proxy gets CPU 1 alone (taskset -c 1, one thread / one worker);
 # the load generator and every backend share CPU 0. For each proxy: memory per
 # idle connection, connections per second, latency (loaded and unloaded, minus
-# the direct baseline), bulk throughput; then a table and the rvs/haproxy and
-# rvs/nginx ratios. See bench/proxy/README.md for what each figure means.
+# the direct baseline), bulk throughput, CPU time per connection and per MB; in
+# rounds (direct, haproxy, nginx, rvs, again), medians in a table, then the
+# rvs/haproxy and rvs/nginx ratios. See bench/proxy/README.md.
 #
 # Usage: bench/proxy/run.sh [--duration SECS] [--only haproxy,nginx,rvs] [--quick]
-#                           [--concurrency C] [--idle-conns N] [--keep]
+#                           [--rounds N] [--concurrency C] [--idle-conns N] [--keep]
 set -euo pipefail
 
 usage() {
-	sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
 	cat <<'EOF'
 
 Options:
-  --duration SECS     measured seconds of the main cps run (default 10; --quick: 2)
+  --duration SECS     measured seconds of each cps run (default 6; --quick: 2)
   --only LIST         proxies to run, comma-separated from haproxy,nginx,rvs
                       (default: all three; the direct baseline always runs)
-  --quick             short runs for a smoke test (about a minute)
-  --concurrency C     connections in flight in the main cps run (default 64)
+  --quick             one short round, 2,000 idle connections: a smoke test
+  --rounds N          rounds of cps, latency and bulk runs (default 3; --quick: 1)
+  --concurrency C     connections in flight in the cps run (default 64)
   --idle-conns N      idle connections for the memory figure (default 10000; --quick: 2000)
   --keep              keep the temporary directory (configs, logs, raw JSON)
-Environment: BENCH_PORT_BASE (default 21000) moves every port used.
+Environment: BENCH_PORT_BASE (default 21000) moves every port used; RVSD_BIN and
+RVSADM_BIN benchmark another build of rvs.
 EOF
 }
 
 # ---------------------------------------------------------------- options
 DURATION=""
+ROUNDS=""
 ONLY="haproxy,nginx,rvs"
 QUICK=0
 CONC=64
@@ -37,6 +41,7 @@ KEEP=0
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--duration) DURATION="${2:?--duration needs a value}"; shift 2 ;;
+	--rounds) ROUNDS="${2:?--rounds needs a value}"; shift 2 ;;
 	--only) ONLY="${2:?--only needs a value}"; shift 2 ;;
 	--quick) QUICK=1; shift ;;
 	--concurrency) CONC="${2:?--concurrency needs a value}"; shift 2 ;;
@@ -49,17 +54,19 @@ done
 
 if [ "$QUICK" = 1 ]; then
 	: "${DURATION:=2}"
+	: "${ROUNDS:=1}"
 	DEFAULT_IDLE_CONNS=2000
 	WARMUP=0.5
 	LAT_DURATION=1
 	BULK_BYTES=$((256 << 20))
 	IDLE_HOLD=2
 else
-	: "${DURATION:=10}"
+	: "${DURATION:=6}"
+	: "${ROUNDS:=3}"
 	DEFAULT_IDLE_CONNS=10000
 	WARMUP=1
-	LAT_DURATION=5
-	BULK_BYTES=$((2 << 30))
+	LAT_DURATION=3
+	BULK_BYTES=$((1 << 30))
 	IDLE_HOLD=4
 fi
 LAT_CONC=1     # the unloaded latency run: one connection at a time
@@ -76,6 +83,7 @@ for p in "${wanted[@]}"; do
 	*) echo "run.sh: --only takes haproxy, nginx, rvs; got '$p'" >&2; exit 2 ;;
 	esac
 done
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --rounds takes a positive integer" >&2; exit 2; }
 for v in "$DURATION" "$CONC" ${IDLE_CONNS:+"$IDLE_CONNS"}; do
 	[[ "$v" =~ ^[0-9]+([.][0-9]+)?$ ]] || { echo "run.sh: not a number: $v" >&2; exit 2; }
 done
@@ -182,6 +190,11 @@ stop_pid() { # pid: TERM, wait up to 5 s, then KILL (with its descendants)
 	wait "$pid" 2>/dev/null || true
 	# Children that outlived their parent (never expected).
 	for i in $kids; do kill -KILL "$i" 2>/dev/null || true; done
+	for ((i = 0; i < 50; i++)); do
+		kill -0 "$pid" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	warn "process $pid did not stop"
 }
 
 cleanup() {
@@ -269,6 +282,17 @@ jfield() { # json key: a scalar field of a flat JSON line
 
 # ---------------------------------------------------------------- backends
 log "backends on CPU 0: reqresp ${RR_PORTS[*]}, bulk ${BULK_PORTS[*]}, hold ${HOLD_PORTS[*]}"
+# Every port must be free: a listener left by something else would answer in our place.
+for p in "${RR_PORTS[@]}" "${BULK_PORTS[@]}" "${HOLD_PORTS[@]}" \
+	"$(front_port haproxy 0)" "$(front_port haproxy 1)" "$(front_port haproxy 2)" \
+	"$(front_port nginx 0)" "$(front_port nginx 1)" "$(front_port nginx 2)" \
+	"$(front_port rvs 0)" "$(front_port rvs 1)" "$(front_port rvs 2)"; do
+	if listening "$p"; then
+		warn "port $p on 127.0.0.1 is already in use; stop what listens there or set BENCH_PORT_BASE"
+		exit 1
+	fi
+done
+
 # One process per group, one listener per backend: a single process serving the four
 # reqresp backends costs CPU 0 less per connection than four processes (fewer
 # context switches), which leaves more of CPU 0 for the clients.
@@ -285,7 +309,7 @@ for p in "${BULK_PORTS[@]}"; do BACKEND_PIDS+=("$LAST_PID:$p"); done
 start_bg backend-hold taskset -c 0 "$LOADGEN" backend --mode hold --listen "$(join_addrs "${HOLD_PORTS[@]}")"
 for p in "${HOLD_PORTS[@]}"; do BACKEND_PIDS+=("$LAST_PID:$p"); done
 for bp in "${BACKEND_PIDS[@]}"; do
-	if ! wait_listen 10 "${bp%%:*}" "${bp##*:}"; then
+	if ! wait_listen 10 "${bp%%:*}" "${bp##*:}" || ! kill -0 "${bp%%:*}" 2>/dev/null; then
 		warn "backend on port ${bp##*:} did not start (port in use? try BENCH_PORT_BASE):"
 		cat "$TMP"/backend-*.log >&2
 		exit 1
@@ -417,24 +441,109 @@ stop_proxy() {
 }
 
 # ---------------------------------------------------------------- measurements
-declare -A R   # R[name.metric]
+# R[name.key]: the values of one figure, one per round, separated by spaces.
+declare -A R
 RAW="$TMP/results.jsonl"
+HZ="$(getconf CLK_TCK)"
 
-OUT=""
-run_cps() { # name targets concurrency duration warmup: the JSON line into OUT, CPU busy % into R
-	local name="$1" targets="$2" conc="$3" dur="$4" warm="$5" c0 c1 c0b c1b
-	c0="$(cpu_ticks cpu0)"; c1="$(cpu_ticks cpu1)"
-	OUT="$(taskset -c 0 "$LOADGEN" cps --target "$targets" --concurrency "$conc" --duration "$dur" --warmup "$warm" \
-		--request-bytes "$REQ_BYTES" --response-bytes "$RESP_BYTES")" || OUT=""
-	c0b="$(cpu_ticks cpu0)"; c1b="$(cpu_ticks cpu1)"
-	R[$name.cpu0_c$conc]="$(busy_pct "$c0" "$c0b")"
-	R[$name.cpu1_c$conc]="$(busy_pct "$c1" "$c1b")"
-	echo "{\"proxy\":\"$name\",\"run\":\"cps_c$conc\",\"result\":${OUT:-null}}" >>"$RAW"
+put() { # name key value: appends a round's value (nothing if empty)
+	[ -n "$3" ] || return 0
+	R[$1.$2]="${R[$1.$2]:+${R[$1.$2]} }$3"
 }
-
+last() { # name key: the latest round's value
+	local v="${R[$1.$2]:-}"
+	echo "${v##* }"
+}
+calc() { # awk-program a b: runs it on a and b; prints nothing (and succeeds) if either is missing
+	if [ -n "$2" ] && [ -n "$3" ]; then awk -v a="$2" -v b="$3" "BEGIN { $1 }"; fi
+}
 num0() { [ -n "$1" ] && echo "$1" || echo 0; }
 
-measure_idle() { # name: memory per idle connection, bytes
+proc_ticks() { # pid: user + system jiffies of it and all its descendants (threads included)
+	local pid total=0 v
+	[ -n "$1" ] || return 0
+	for pid in "$1" $(descendants "$1"); do
+		# After the ") " that ends the command name: state is field 1, utime 12, stime 13.
+		v="$(sed -n 's/^.*) //p' "/proc/$pid/stat" 2>/dev/null | awk '{ print $12 + $13 }')"
+		total=$((total + ${v:-0}))
+	done
+	echo "$total"
+}
+
+OUT="" BUSY0="" BUSY1="" PROC_TICKS=""
+sampled() { # name label warmup command...: runs a client; its JSON line into OUT, and from
+	# warmup seconds in to its end: CPU 0 and CPU 1 busy % into BUSY0/BUSY1, the proxy's
+	# own CPU time (jiffies) into PROC_TICKS
+	local name="$1" label="$2" warm="$3" pid c0 c1 p0 out_file="$TMP/client.out"
+	shift 3
+	"$@" >"$out_file" &
+	pid=$!
+	PIDS+=("$pid")
+	sleep "$warm"
+	c0="$(cpu_ticks cpu0)"; c1="$(cpu_ticks cpu1)"; p0="$(proc_ticks "$PROXY_PID")"
+	wait "$pid" || true
+	forget_pid "$pid"
+	BUSY0="$(busy_pct "$c0" "$(cpu_ticks cpu0)")"
+	BUSY1="$(busy_pct "$c1" "$(cpu_ticks cpu1)")"
+	PROC_TICKS=""
+	if [ -n "$p0" ]; then PROC_TICKS=$(($(proc_ticks "$PROXY_PID") - p0)); fi
+	OUT="$(tail -n 1 "$out_file")"
+	echo "{\"proxy\":\"$name\",\"round\":$ROUND,\"run\":\"$label\",\"busy_cpu0\":$BUSY0,\"busy_cpu1\":$BUSY1,\"proxy_ticks\":${PROC_TICKS:-null},\"hz\":$HZ,\"result\":${OUT:-null}}" >>"$RAW"
+}
+
+run_cps() { # name targets concurrency duration warmup: one cps run, its figures into R
+	local name="$1" targets="$2" conc="$3" dur="$4" warm="$5" c="c$3" conns cps
+	sampled "$name" "cps_$c" "$warm" taskset -c 0 "$LOADGEN" cps --target "$targets" --concurrency "$conc" \
+		--duration "$dur" --warmup "$warm" --request-bytes "$REQ_BYTES" --response-bytes "$RESP_BYTES"
+	if [ -z "$OUT" ]; then
+		put "$name" "errors_$c" "no result"
+		return 0
+	fi
+	cps="$(jfield "$OUT" cps)"
+	conns="$(jfield "$OUT" connections)"
+	put "$name" "cps_$c" "$cps"
+	put "$name" "errors_$c" "$(jfield "$OUT" errors)"
+	put "$name" "p50_$c" "$(jfield "$OUT" p50_us)"
+	put "$name" "p99_$c" "$(jfield "$OUT" p99_us)"
+	put "$name" "cpu0_$c" "$BUSY0"
+	put "$name" "cpu1_$c" "$BUSY1"
+	# CPU time per connection: the proxy's own, and all of CPU 1's (busy x time / work).
+	put "$name" "proc_us_$c" "$(calc "if (b > 0) printf \"%.1f\", a * 1e6 / $HZ / b" "$PROC_TICKS" "$conns")"
+	put "$name" "cpu1_us_$c" "$(calc 'if (b > 0) printf "%.1f", a * 1e4 / b' "$BUSY1" "$cps")"
+	# Added latency: minus the direct run of the same round.
+	put "$name" "add50_$c" "$(calc 'printf "%.1f", a - b' "$(last "$name" "p50_$c")" "$(last direct "p50_$c")")"
+	put "$name" "add99_$c" "$(calc 'printf "%.1f", a - b' "$(last "$name" "p99_$c")" "$(last direct "p99_$c")")"
+	R[$name.backends_$c]="$(sed -n 's/.*"backends":{\([^}]*\)}.*/\1/p' <<<"$OUT")"
+}
+
+run_bulk() { # name targets: one bulk run, its figures into R
+	local name="$1" targets="$2" bytes gbit
+	sampled "$name" bulk 0 taskset -c 0 "$LOADGEN" bulk --target "$targets" --streams "$BULK_STREAMS" --bytes "$BULK_BYTES"
+	if [ -z "$OUT" ]; then
+		put "$name" bulk_bad "no result"
+		return 0
+	fi
+	bytes="$(jfield "$OUT" total_bytes)"
+	gbit="$(jfield "$OUT" gbit_s)"
+	put "$name" gbit "$gbit"
+	put "$name" bulk_bad "$(($(num0 "$(jfield "$OUT" errors)") + $(num0 "$(jfield "$OUT" length_mismatches)") + $(num0 "$(jfield "$OUT" checksum_failures)")))"
+	put "$name" cpu0_bulk "$BUSY0"
+	put "$name" cpu1_bulk "$BUSY1"
+	put "$name" proc_us_mb "$(calc "if (b > 0) printf \"%.1f\", a * 1e6 / $HZ / (b / 1e6)" "$PROC_TICKS" "$bytes")"
+	put "$name" cpu1_us_mb "$(calc 'if (b > 0) printf "%.1f", a * 1e4 / (b * 125)' "$BUSY1" "$gbit")"
+}
+
+measure() { # name cps-targets bulk-targets
+	local name="$1"
+	log "$name: cps, $CONC in flight, ${WARMUP}s warm-up + ${DURATION}s"
+	run_cps "$name" "$2" "$CONC" "$DURATION" "$WARMUP"
+	log "$name: latency, $LAT_CONC in flight, ${LAT_DURATION}s"
+	run_cps "$name" "$2" "$LAT_CONC" "$LAT_DURATION" 0.5
+	log "$name: bulk, $BULK_STREAMS streams x $BULK_BYTES bytes"
+	run_bulk "$name" "$3"
+}
+
+measure_idle() { # name: memory per idle connection, from RSS before and after
 	local name="$1" before after ready n out_file deadline lg
 	out_file="$TMP/idle-$name.out"
 	before="$(rss_kb "$PROXY_PID")"
@@ -469,129 +578,125 @@ measure_idle() { # name: memory per idle connection, bytes
 	wait "$lg" 2>/dev/null || true
 	forget_pid "$lg"
 	echo "{\"proxy\":\"$name\",\"run\":\"idle\",\"ready\":$ready,\"backend_side\":$n,\"rss_before_kb\":$before,\"rss_after_kb\":$after,\"result\":$(tail -n 1 "$out_file")}" >>"$RAW"
-	R[$name.idle_ready]="$ready"
-	R[$name.idle_backend]="$n"
-	R[$name.rss_before]="$before"
-	R[$name.rss_after]="$after"
+	put "$name" idle_ready "$ready"
+	put "$name" idle_backend "$n"
+	put "$name" rss_before "$before"
+	put "$name" rss_after "$after"
+	put "$name" idle_closed "$(jfield "$(tail -n 1 "$out_file")" closed_by_peer)"
 	if [ "$ready" -gt 0 ]; then
-		R[$name.mem_per_conn]="$(awk -v a="$after" -v b="$before" -v n="$ready" 'BEGIN { printf "%.0f", (a - b) * 1024 / n }')"
+		put "$name" mem_per_conn "$(awk -v a="$after" -v b="$before" -v n="$ready" 'BEGIN { printf "%.0f", (a - b) * 1024 / n }')"
 	fi
 	if [ "$ready" -lt "$IDLE_CONNS" ] || [ "$n" -lt "$ready" ]; then
 		warn "$name: only $ready of $IDLE_CONNS idle connections opened, $n reached the hold backends"
 	fi
 }
 
-measure() { # name targets_cps targets_bulk
-	local name="$1" tc="$2" tb="$3" out
-	log "$name: cps, $CONC in flight, ${WARMUP}s warm-up + ${DURATION}s"
-	run_cps "$name" "$tc" "$CONC" "$DURATION" "$WARMUP"
-	out="$OUT"
-	R[$name.cps]="$(jfield "$out" cps)"
-	R[$name.cps_errors]="$(jfield "$out" errors)"
-	R[$name.p50_c$CONC]="$(jfield "$out" p50_us)"
-	R[$name.p99_c$CONC]="$(jfield "$out" p99_us)"
-	R[$name.backends]="$(sed -n 's/.*"backends":{\([^}]*\)}.*/\1/p' <<<"$out")"
-	log "$name: latency, $LAT_CONC in flight, ${LAT_DURATION}s"
-	run_cps "$name" "$tc" "$LAT_CONC" "$LAT_DURATION" 0.5
-	out="$OUT"
-	R[$name.cps_c$LAT_CONC]="$(jfield "$out" cps)"
-	R[$name.lat_errors]="$(jfield "$out" errors)"
-	R[$name.p50_c$LAT_CONC]="$(jfield "$out" p50_us)"
-	R[$name.p99_c$LAT_CONC]="$(jfield "$out" p99_us)"
-	log "$name: bulk, $BULK_STREAMS streams x $BULK_BYTES bytes"
-	local c0 c1
-	c0="$(cpu_ticks cpu0)"; c1="$(cpu_ticks cpu1)"
-	out="$(taskset -c 0 "$LOADGEN" bulk --target "$tb" --streams "$BULK_STREAMS" --bytes "$BULK_BYTES")" || out=""
-	R[$name.cpu0_bulk]="$(busy_pct "$c0" "$(cpu_ticks cpu0)")"
-	R[$name.cpu1_bulk]="$(busy_pct "$c1" "$(cpu_ticks cpu1)")"
-	echo "{\"proxy\":\"$name\",\"run\":\"bulk\",\"result\":${out:-null}}" >>"$RAW"
-	R[$name.gbit]="$(jfield "$out" gbit_s)"
-	if [ -n "$out" ]; then
-		R[$name.bulk_bad]="$(($(num0 "$(jfield "$out" errors)") + $(num0 "$(jfield "$out" length_mismatches)") + $(num0 "$(jfield "$out" checksum_failures)")))"
-	else
-		R[$name.bulk_bad]="no result"
-	fi
-}
-
+# ---------------------------------------------------------------- the run
 START_LOAD="$(cut -d' ' -f1-3 /proc/loadavg)"
-log "start $(date '+%F %T'), load $START_LOAD"
-if awk -v l="${START_LOAD%% *}" 'BEGIN { exit !(l > 0.5) }'; then
-	warn "the machine is busy (1-minute load ${START_LOAD%% *}): other work on CPU 0 or 1 skews every figure"
-fi
 START_TIME="$(date '+%F %T')"
+# Is anything else running? (The load average still counts the last few minutes.)
+c0="$(cpu_ticks cpu0)"; c1="$(cpu_ticks cpu1)"
+sleep 1
+IDLE_BUSY0="$(busy_pct "$c0" "$(cpu_ticks cpu0)")"
+IDLE_BUSY1="$(busy_pct "$c1" "$(cpu_ticks cpu1)")"
+log "start $START_TIME, load $START_LOAD, CPU 0/1 busy before the run: $IDLE_BUSY0% / $IDLE_BUSY1%"
+if awk -v a="$IDLE_BUSY0" -v b="$IDLE_BUSY1" 'BEGIN { exit !(a > 10 || b > 10) }'; then
+	warn "the machine is busy before the run (CPU 0 $IDLE_BUSY0%, CPU 1 $IDLE_BUSY1%): other work skews every figure"
+fi
 
-# Direct to the backends: the baseline (no idle memory: there is no proxy).
-measure direct "$(join_addrs "${RR_PORTS[@]}")" "$(join_addrs "${BULK_PORTS[@]}")"
-RAN=(direct)
 FAILED=()
-
-for name in "${PROXIES[@]}"; do
-	log "$name: starting on CPU 1"
-	if ! start_proxy "$name"; then
-		warn "$name: skipped (it did not start); going on with the others"
-		FAILED+=("$name")
+failed() { local x; for x in "${FAILED[@]}"; do [ "$x" = "$1" ] && return 0; done; return 1; }
+ROUND=0
+for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+	log "round $ROUND of $ROUNDS"
+	# Direct to the backends: the baseline (no idle memory: there is no proxy).
+	measure direct "$(join_addrs "${RR_PORTS[@]}")" "$(join_addrs "${BULK_PORTS[@]}")"
+	for name in "${PROXIES[@]}"; do
+		failed "$name" && continue
+		log "$name: starting on CPU 1"
+		if ! start_proxy "$name"; then
+			warn "$name: skipped (it did not start); going on with the others"
+			FAILED+=("$name")
+			stop_proxy
+			continue
+		fi
+		if [ "$ROUND" = 1 ]; then
+			# Memory is measured once, on the freshly started proxy.
+			log "$name: $IDLE_CONNS idle connections, held ${IDLE_HOLD}s"
+			measure_idle "$name" || true
+			sleep 1 # let the closes drain
+		fi
+		measure "$name" "127.0.0.1:$(front_port "$name" 0)" "127.0.0.1:$(front_port "$name" 1)"
+		if ! kill -0 "$PROXY_PID" 2>/dev/null; then
+			warn "$name exited during the run:"
+			tail -n 8 "$TMP/$name.log" >&2 || true
+		fi
 		stop_proxy
-		continue
-	fi
-	log "$name: $IDLE_CONNS idle connections, held ${IDLE_HOLD}s"
-	measure_idle "$name" || true
-	sleep 1 # let the closes drain
-	measure "$name" "127.0.0.1:$(front_port "$name" 0)" "127.0.0.1:$(front_port "$name" 1)"
-	if ! kill -0 "$PROXY_PID" 2>/dev/null; then
-		warn "$name exited during the run:"
-		tail -n 8 "$TMP/$name.log" >&2 || true
-	fi
-	stop_proxy
-	RAN+=("$name")
+	done
 done
 END_LOAD="$(cut -d' ' -f1-3 /proc/loadavg)"
+RAN=(direct)
+for name in "${PROXIES[@]}"; do failed "$name" || RAN+=("$name"); done
 
 # ---------------------------------------------------------------- report
-val() { echo "${R[$1]:-}"; }
-dash() { [ -n "$1" ] && echo "$1" || echo "-"; }
-calc() { # awk-expression a b: the expression of a and b, empty if either is missing
-	[ -n "$2" ] && [ -n "$3" ] && awk -v a="$2" -v b="$3" "BEGIN { $1 }"
+median() { # values...: the median (the mean of the middle two for an even count)
+	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
+		if (NR == 0) exit
+		if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
+val() { # name key: the median over the rounds, empty if none
+	local -a vs
+	read -r -a vs <<<"${R[$1.$2]:-}"
+	[ ${#vs[@]} -gt 0 ] || return 0
+	median "${vs[@]}"
+}
+all() { echo "${R[$1.$2]:-}"; }
+spread() { # name key: "min-max" over the rounds
+	local -a vs
+	read -r -a vs <<<"${R[$1.$2]:-}"
+	[ ${#vs[@]} -gt 1 ] || return 0
+	printf '%s\n' "${vs[@]}" | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf (hi < 1000 ? "%.1f-%.1f" : "%.0f-%.0f"), lo, hi }'
+}
+total() { # name key: the sum over the rounds ("no result" kept as is)
+	local v="${R[$1.$2]:-}"
+	case "$v" in *no*) echo "no result" ;; "") ;; *) tr ' ' '\n' <<<"$v" | awk '{ s += $1 } END { print s }' ;; esac
+}
+dash() { [ -n "$1" ] && echo "$1" || echo "-"; }
 gt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a > b) }'; }
 ratio() { # a b: a / b, two decimals, "n/a" if either is missing or b is 0
 	local r
 	r="$(calc 'if (b + 0 != 0) printf "%.2f", a / b' "$1" "$2")"
 	echo "${r:-n/a}"
 }
-
-for name in "${RAN[@]}"; do
-	for c in "$LAT_CONC" "$CONC"; do
-		R[$name.add50_c$c]="$(calc 'printf "%.1f", a - b' "$(val "$name.p50_c$c")" "$(val "direct.p50_c$c")")"
-		R[$name.add99_c$c]="$(calc 'printf "%.1f", a - b' "$(val "$name.p99_c$c")" "$(val "direct.p99_c$c")")"
-	done
-	# CPU time per unit of work: busy fraction x 1e6 / rate. The time a CPU spent per
-	# connection (or per MB) does not depend on which side was the limit.
-	R[$name.cpu1_us_conn]="$(calc 'if (b > 0) printf "%.1f", a * 1e4 / b' "$(val "$name.cpu1_c$CONC")" "$(val "$name.cps")")"
-	R[$name.cpu0_us_conn]="$(calc 'if (b > 0) printf "%.1f", a * 1e4 / b' "$(val "$name.cpu0_c$CONC")" "$(val "$name.cps")")"
-	R[$name.cpu1_us_mb]="$(calc 'if (b > 0) printf "%.1f", a * 1e4 / (b * 125)' "$(val "$name.cpu1_bulk")" "$(val "$name.gbit")")"
-	R[$name.cpu0_us_mb]="$(calc 'if (b > 0) printf "%.1f", a * 1e4 / (b * 125)' "$(val "$name.cpu0_bulk")" "$(val "$name.gbit")")"
-done
-
-row() { # printf-format name key...: one table row, "-" for missing values
+row() { # printf-format name key...: one table row of medians ("-" where missing)
 	local fmt="$1" name="$2" k vals=()
 	shift 2
-	for k in "$@"; do vals+=("$(dash "$(val "$name.$k")")"); done
+	for k in "$@"; do vals+=("$(dash "$(val "$name" "$k")")"); done
 	# shellcheck disable=SC2059 # the format is the caller's
 	printf "$fmt" "$name" "${vals[@]}"
 }
 
+C="c$CONC"
+L="c$LAT_CONC"
 echo
-echo "Proxy benchmark, $START_TIME, $(nproc) CPUs, $(uname -r); load $START_LOAD -> $END_LOAD"
-echo "Each proxy alone on CPU 1; load generator and backends on CPU 0. Latencies in us;"
-echo "'+' = minus the direct run; cpu% = how busy each CPU was during the run; us/conn and"
-echo "us/MB = CPU time spent per connection or per MB delivered (busy x time / work)."
+echo "Proxy benchmark, $START_TIME, $(nproc) CPUs, $(uname -r); load $START_LOAD -> $END_LOAD;"
+echo "CPU 0/1 busy before the run $IDLE_BUSY0% / $IDLE_BUSY1%."
+echo "Each proxy alone on CPU 1; load generator and backends on CPU 0. Medians of $ROUNDS round(s)."
+echo "Latencies in us; '+' = minus the direct run of the same round; cpu% = how busy each CPU"
+echo "was; us/c, us/MB = CPU time per connection or per MB delivered: 'proxy' counts the"
+echo "proxy's processes (user + system), 'cpu1' all CPU 1 did (the proxy, the softirq work"
+echo "its sends cause, and anything else that ran there)."
 echo
-echo "cps: $CONC connections in flight, ${DURATION}s (after ${WARMUP}s warm-up), 64-byte request, 256-byte answer"
-fmt="%-8s %9s %6s %6s %6s %9s %9s %9s %9s %9s\n"
+echo "cps: $CONC connections in flight, ${DURATION}s after ${WARMUP}s warm-up, $REQ_BYTES-byte request, $RESP_BYTES-byte answer"
+fmt="%-8s %9s %13s %6s %6s %6s %10s %9s %9s %9s %9s\n"
 # shellcheck disable=SC2059
-printf "$fmt" "" "conn/s" "errors" "cpu1%" "cpu0%" "cpu1 us/c" "cpu0 us/c" "p50" "p99" "+p99"
+printf "$fmt" "" "conn/s" "(range)" "errors" "cpu1%" "cpu0%" "proxy us/c" "cpu1 us/c" "p50" "p99" "+p99"
 for name in "${RAN[@]}"; do
-	row "$fmt" "$name" cps cps_errors "cpu1_c$CONC" "cpu0_c$CONC" cpu1_us_conn cpu0_us_conn "p50_c$CONC" "p99_c$CONC" "add99_c$CONC"
+	# shellcheck disable=SC2059
+	printf "$fmt" "$name" "$(dash "$(val "$name" "cps_$C")")" "$(dash "$(spread "$name" "cps_$C")")" \
+		"$(dash "$(total "$name" "errors_$C")")" "$(dash "$(val "$name" "cpu1_$C")")" "$(dash "$(val "$name" "cpu0_$C")")" \
+		"$(dash "$(val "$name" "proc_us_$C")")" "$(dash "$(val "$name" "cpu1_us_$C")")" \
+		"$(dash "$(val "$name" "p50_$C")")" "$(dash "$(val "$name" "p99_$C")")" "$(dash "$(val "$name" "add99_$C")")"
 done
 echo
 echo "latency: $LAT_CONC connection in flight, ${LAT_DURATION}s"
@@ -599,54 +704,65 @@ fmt="%-8s %9s %6s %9s %9s %9s %9s\n"
 # shellcheck disable=SC2059
 printf "$fmt" "" "conn/s" "errors" "p50" "p99" "+p50" "+p99"
 for name in "${RAN[@]}"; do
-	row "$fmt" "$name" "cps_c$LAT_CONC" lat_errors "p50_c$LAT_CONC" "p99_c$LAT_CONC" "add50_c$LAT_CONC" "add99_c$LAT_CONC"
+	# shellcheck disable=SC2059
+	printf "$fmt" "$name" "$(dash "$(val "$name" "cps_$L")")" "$(dash "$(total "$name" "errors_$L")")" \
+		"$(dash "$(val "$name" "p50_$L")")" "$(dash "$(val "$name" "p99_$L")")" \
+		"$(dash "$(val "$name" "add50_$L")")" "$(dash "$(val "$name" "add99_$L")")"
 done
 echo
 echo "bulk: $BULK_STREAMS streams x $BULK_BYTES bytes, backend to client, checksummed"
-fmt="%-8s %9s %9s %6s %6s %10s %10s\n"
+fmt="%-8s %9s %13s %6s %6s %6s %11s %10s\n"
 # shellcheck disable=SC2059
-printf "$fmt" "" "Gbit/s" "bad" "cpu1%" "cpu0%" "cpu1 us/MB" "cpu0 us/MB"
+printf "$fmt" "" "Gbit/s" "(range)" "bad" "cpu1%" "cpu0%" "proxy us/MB" "cpu1 us/MB"
 for name in "${RAN[@]}"; do
-	row "$fmt" "$name" gbit bulk_bad cpu1_bulk cpu0_bulk cpu1_us_mb cpu0_us_mb
+	# shellcheck disable=SC2059
+	printf "$fmt" "$name" "$(dash "$(val "$name" gbit)")" "$(dash "$(spread "$name" gbit)")" \
+		"$(dash "$(total "$name" bulk_bad)")" "$(dash "$(val "$name" cpu1_bulk)")" "$(dash "$(val "$name" cpu0_bulk)")" \
+		"$(dash "$(val "$name" proc_us_mb)")" "$(dash "$(val "$name" cpu1_us_mb)")"
 done
 echo
-echo "idle: $IDLE_CONNS connections held ${IDLE_HOLD}s; memory = proxy RSS delta / connections"
-fmt="%-8s %9s %11s %13s %13s %11s\n"
+echo "idle: $IDLE_CONNS connections held ${IDLE_HOLD}s (round 1); memory = proxy RSS delta / connections"
+fmt="%-8s %9s %11s %9s %13s %13s %11s\n"
 # shellcheck disable=SC2059
-printf "$fmt" "" "opened" "at backends" "RSS before kB" "RSS after kB" "B/idle conn"
+printf "$fmt" "" "opened" "at backends" "dropped" "RSS before kB" "RSS after kB" "B/idle conn"
 for name in "${RAN[@]}"; do
 	[ "$name" = direct ] && continue
-	row "$fmt" "$name" idle_ready idle_backend rss_before rss_after mem_per_conn
+	row "$fmt" "$name" idle_ready idle_backend idle_closed rss_before rss_after mem_per_conn
 done
 echo
-echo "answers per backend in the cps run (round robin):"
+echo "answers per backend in the last cps run (round robin):"
 for name in "${RAN[@]}"; do
-	printf "  %-8s %s\n" "$name" "$(dash "$(val "$name.backends")")"
+	printf "  %-8s %s\n" "$name" "$(dash "${R[$name.backends_$C]:-}")"
+done
+echo
+echo "per round: conn/s and Gbit/s"
+for name in "${RAN[@]}"; do
+	printf "  %-8s %-40s %s\n" "$name" "$(all "$name" "cps_$C")" "$(all "$name" gbit)"
 done
 
-# Sanity: errors anywhere, noise on CPU 1, and whether each proxy (not the load
-# side) was the limit of its cps and bulk runs.
+# Sanity: errors, noise on CPU 1, and whether each proxy (not the load side) was the
+# limit of its cps and bulk runs.
 echo
 for name in "${RAN[@]}"; do
-	for k in cps_errors lat_errors bulk_bad; do
-		v="$(val "$name.$k")"
+	for k in "errors_$C" "errors_$L" bulk_bad idle_closed; do
+		v="$(total "$name" "$k")"
 		if [ -n "$v" ] && [ "$v" != 0 ]; then warn "$name: $k = $v (raw results: --keep)"; fi
 	done
 	if [ "$name" = direct ]; then
 		# Nothing of this benchmark runs on CPU 1 during the direct runs.
-		b1="$(val "direct.cpu1_c$CONC")"
+		b1="$(val direct "cpu1_$C")"
 		if [ -n "$b1" ] && gt "$b1" 10; then
-			warn "direct run: CPU 1 was $b1% busy with work outside this benchmark: every figure is skewed"
+			warn "direct runs: CPU 1 was $b1% busy with work outside this benchmark: every figure is skewed"
 		fi
 		continue
 	fi
-	for run in "c$CONC:cps" "bulk:bulk"; do
-		b1="$(val "$name.cpu1_${run%%:*}")"
-		b0="$(val "$name.cpu0_${run%%:*}")"
-		# CPU 0 reads near 100 % in every run (a closed loop always has work); the
+	for run in "$C:cps" "bulk:bulk"; do
+		b1="$(val "$name" "cpu1_${run%%:*}")"
+		b0="$(val "$name" "cpu0_${run%%:*}")"
+		# CPU 0 reads near 100 % in every run (the closed loop always has work); the
 		# proxy was the limit when CPU 1 was saturated too.
 		if [ -n "$b1" ] && gt 90 "$b1"; then
-			warn "$name ${run##*:} run: CPU 1 (the proxy) was only $b1% busy, CPU 0 (the load side) $b0%: the load side was the limit; compare the CPU time per unit instead"
+			warn "$name ${run##*:} runs: CPU 1 (the proxy) was only $b1% busy, CPU 0 (the load side) $b0%: the load side was the limit; compare the CPU time per unit instead"
 		fi
 	done
 done
@@ -656,18 +772,20 @@ fi
 
 echo
 echo "Ratios rvs / other (higher is better for rvs on conn/s and Gbit/s, lower on the rest):"
-fmt="%-28s %12s %12s\n"
+fmt="%-30s %12s %12s\n"
 # shellcheck disable=SC2059
 printf "$fmt" "" "rvs/haproxy" "rvs/nginx"
 ratio_row() { # label key
 	# shellcheck disable=SC2059
-	printf "$fmt" "$1" "$(ratio "$(val "rvs.$2")" "$(val "haproxy.$2")")" "$(ratio "$(val "rvs.$2")" "$(val "nginx.$2")")"
+	printf "$fmt" "$1" "$(ratio "$(val rvs "$2")" "$(val haproxy "$2")")" "$(ratio "$(val rvs "$2")" "$(val nginx "$2")")"
 }
-ratio_row "conn/s @$CONC" cps
-ratio_row "CPU 1 per connection" cpu1_us_conn
+ratio_row "conn/s @$CONC" "cps_$C"
+ratio_row "proxy CPU per connection" "proc_us_$C"
+ratio_row "CPU 1 per connection" "cpu1_us_$C"
 ratio_row "throughput Gbit/s" gbit
+ratio_row "proxy CPU per MB" proc_us_mb
 ratio_row "CPU 1 per MB" cpu1_us_mb
-ratio_row "added p50 latency @$LAT_CONC" "add50_c$LAT_CONC"
-ratio_row "added p99 latency @$LAT_CONC" "add99_c$LAT_CONC"
-ratio_row "p99 latency @$CONC" "p99_c$CONC"
+ratio_row "added p50 latency @$LAT_CONC" "add50_$L"
+ratio_row "added p99 latency @$LAT_CONC" "add99_$L"
+ratio_row "p99 latency @$CONC" "p99_$C"
 ratio_row "memory per idle connection" mem_per_conn
