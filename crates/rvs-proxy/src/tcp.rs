@@ -21,12 +21,13 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rvs_core::{ConnId, ConnKey, InVerdict, Packet, ServiceKey, TcpFlags};
-use socket2::SockRef;
+use rvs_core::{ConnId, ConnKey, Director, InVerdict, Packet, ServiceKey, TcpFlags, Time};
+use socket2::{Domain, Protocol as SockProtocol, SockRef, Socket, Type};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use tokio::io::Interest;
 use tokio::net::tcp::ReadHalf;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 
 use crate::relay::{pump, Ended};
 use crate::state::LiveConn;
@@ -46,13 +47,31 @@ pub(crate) fn canonical(a: SocketAddr) -> SocketAddr {
     SocketAddr::new(a.ip().to_canonical(), a.port())
 }
 
+/// Connects to a real server. By hand rather than `TcpSocket::connect`: the
+/// readiness event says whether the connect failed, so no getsockopt(SO_ERROR)
+/// is spent on the connections that succeed.
 async fn connect(target: SocketAddr) -> io::Result<TcpStream> {
-    let sock = match target {
-        SocketAddr::V4(_) => TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => TcpSocket::new_v6()?,
-    };
-    sock.set_nodelay(true)?;
-    sock.connect(target).await
+    let sock = Socket::new(
+        Domain::for_address(target),
+        Type::STREAM.nonblocking().cloexec(),
+        Some(SockProtocol::TCP),
+    )?;
+    sock.set_tcp_nodelay(true)?;
+    match sock.connect(&target.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EINPROGRESS as i32) => {}
+        Err(e) => return Err(e),
+    }
+    let stream = TcpStream::from_std(std::net::TcpStream::from(sock))?;
+    let ready = stream
+        .ready(Interest::WRITABLE.add(Interest::ERROR))
+        .await?;
+    if ready.is_error() || ready.is_write_closed() {
+        return Err(stream
+            .take_error()?
+            .unwrap_or_else(|| io::ErrorKind::ConnectionRefused.into()));
+    }
+    Ok(stream)
 }
 
 /// The core entry a flow reports to, if it has one (one-packet scheduling
@@ -64,17 +83,23 @@ struct Entry {
     sees_replies: bool,
 }
 
+/// A segment as the core takes it: (outbound, flags).
+type Segment = (bool, TcpFlags);
+
 impl Entry {
-    /// Reports segments, in order: `(outbound, flags)`.
-    fn report<C: Core>(&self, core: &C, segments: &[(bool, TcpFlags)]) {
-        core.with(|d, _, now| {
-            for &(outbound, flags) in segments {
-                if outbound && !self.sees_replies {
-                    continue;
-                }
-                d.handle_segment(self.id, &self.key, outbound, flags, 0, now);
+    /// Reports segments in order, under the caller's lock.
+    fn apply(&self, d: &mut Director, segments: &[Segment], now: Time) {
+        for &(outbound, flags) in segments {
+            if outbound && !self.sees_replies {
+                continue;
             }
-        });
+            d.handle_segment(self.id, &self.key, outbound, flags, 0, now);
+        }
+    }
+
+    /// Reports segments in order, taking the lock.
+    fn report<C: Core>(&self, core: &C, segments: &[Segment]) {
+        core.with(|d, _, now| self.apply(d, segments, now));
     }
 }
 
@@ -169,7 +194,7 @@ pub(crate) async fn serve<C: Core>(
             }
         }
     };
-    let _ = client.set_nodelay(true);
+    // The client's socket inherits TCP_NODELAY from the listener.
     if let Some(en) = &entry {
         en.report(
             &*ctx.core,
@@ -187,27 +212,48 @@ pub(crate) async fn serve<C: Core>(
     let outcome = if ok {
         relay(&ctx, &mut client, &mut server, &live, entry.as_ref()).await
     } else {
-        Outcome::Reset
+        Outcome::Reset(None)
     };
-    if outcome != Outcome::Closed {
-        reset(client);
-        reset(server);
-    }
-    ctx.core.with(|d, st, _| {
+    let last: &[Segment] = match &outcome {
+        Outcome::Closed(segments) => segments,
+        Outcome::Reset(segment) => {
+            reset(client);
+            reset(server);
+            segment.as_slice()
+        }
+    };
+    // One lock for the end: the last segments, the last traffic, the registry.
+    ctx.core.with(|d, st, now| {
         if let Some(en) = &entry {
-            let (traffic, last) = live.take();
-            d.handle_traffic(en.id, &en.key, traffic, last);
+            let (traffic, last_active) = live.take();
+            d.handle_traffic(en.id, &en.key, traffic, last_active);
+            en.apply(d, last, now);
             st.unregister(en.id, &live);
         }
     });
 }
 
+/// How a flow ended, with the segments still to report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Outcome {
-    /// Both directions ended with FINs.
-    Closed,
-    /// A side reset, or the entry expired: both sides get an RST.
-    Reset,
+    /// Both directions ended with FINs: the FIN and ACK of the one that ended
+    /// last (the first was reported when it happened).
+    Closed([Segment; 2]),
+    /// A side reset (its RST), or the entry expired (none): both sides get an
+    /// RST.
+    Reset(Option<Segment>),
+}
+
+/// How one direction ended.
+enum DirEnd {
+    Fin,
+    Rst(Segment),
+}
+
+/// The FIN of the side that ends a direction and the other side's ACK
+/// (`inbound`: the client's side ended).
+fn fin_segments(inbound: bool) -> [Segment; 2] {
+    [(!inbound, TcpFlags::FIN_ACK), (inbound, TcpFlags::ACK)]
 }
 
 async fn send_proxy_header(
@@ -255,24 +301,25 @@ async fn relay<C: Core>(
     let (mut up_done, mut down_done) = (false, false);
     loop {
         tokio::select! {
-            clean = &mut up, if !up_done => {
-                if !clean { return Outcome::Reset; }
+            end = &mut up, if !up_done => {
+                if let DirEnd::Rst(seg) = end { return Outcome::Reset(Some(seg)); }
                 up_done = true;
+                if down_done { return Outcome::Closed(fin_segments(true)); }
             }
-            clean = &mut down, if !down_done => {
-                if !clean { return Outcome::Reset; }
+            end = &mut down, if !down_done => {
+                if let DirEnd::Rst(seg) = end { return Outcome::Reset(Some(seg)); }
                 down_done = true;
+                if up_done { return Outcome::Closed(fin_segments(false)); }
             }
-            () = live.aborted() => return Outcome::Reset,
-        }
-        if up_done && down_done {
-            return Outcome::Closed;
+            () = live.aborted() => return Outcome::Reset(None),
         }
     }
 }
 
-/// Relays one direction (`inbound`: client to real server) and reports how it
-/// ended; `false` when a side reset.
+/// Relays one direction (`inbound`: client to real server). The first
+/// direction to end shuts its destination's write side and reports its FIN at
+/// once (the entry shows the half-close); the last one leaves both to the end
+/// of the flow.
 async fn one_way<C: Core>(
     ctx: &Ctx<C>,
     src: ReadHalf<'_>,
@@ -281,35 +328,24 @@ async fn one_way<C: Core>(
     entry: Option<&Entry>,
     one_ended: &AtomicBool,
     inbound: bool,
-) -> bool {
-    let ended = pump(src, dst, live, inbound, ctx.clock, ctx.splice).await;
-    let core = &*ctx.core;
-    // Segments as (outbound, flags): the side that ended is the client's when
-    // `inbound`.
-    let (fin, ack) = ((!inbound, TcpFlags::FIN_ACK), (inbound, TcpFlags::ACK));
-    match ended {
+) -> DirEnd {
+    match pump(src, dst, live, inbound, ctx.clock, ctx.splice).await {
         Ended::Eof => {
             if !one_ended.swap(true, Ordering::Relaxed) {
                 let _ = SockRef::from(dst).shutdown(std::net::Shutdown::Write);
+                if let Some(en) = entry {
+                    en.report(&*ctx.core, &fin_segments(inbound));
+                }
             }
-            if let Some(en) = entry {
-                en.report(core, &[fin, ack]);
-            }
-            true
+            DirEnd::Fin
         }
         Ended::SrcFailed(e) => {
             tracing::debug!(error = %e, inbound, "relay: read side reset");
-            if let Some(en) = entry {
-                en.report(core, &[(!inbound, TcpFlags::RST)]);
-            }
-            false
+            DirEnd::Rst((!inbound, TcpFlags::RST))
         }
         Ended::DstFailed(e) => {
             tracing::debug!(error = %e, inbound, "relay: write side reset");
-            if let Some(en) = entry {
-                en.report(core, &[(inbound, TcpFlags::RST)]);
-            }
-            false
+            DirEnd::Rst((inbound, TcpFlags::RST))
         }
     }
 }

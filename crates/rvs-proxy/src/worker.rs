@@ -279,6 +279,8 @@ fn bind(lk: ListenerKey, backlog: i32) -> io::Result<Bound> {
     s.bind(&lk.addr.into())?;
     match lk.transport {
         Transport::Tcp => {
+            // Accepted sockets inherit it: no setsockopt per connection.
+            s.set_tcp_nodelay(true)?;
             s.listen(backlog)?;
             Ok(Bound::Tcp(TcpListener::from_std(s.into())?))
         }
