@@ -12,9 +12,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use atomic_waker::AtomicWaker;
 use hashbrown::HashMap;
 use rvs_core::{ConnId, ConnKey, Counters, Director, Time};
-use tokio::sync::Notify;
 
 use crate::table::ListenerKey;
 
@@ -30,7 +30,8 @@ pub(crate) struct LiveConn {
     /// `last_active_ms` as last reported to the core.
     reported_ms: AtomicU64,
     aborted: AtomicBool,
-    abort: Notify,
+    /// The flow's task, woken by `abort` (one task waits on a flow).
+    abort: AtomicWaker,
 }
 
 impl LiveConn {
@@ -44,7 +45,7 @@ impl LiveConn {
             last_active_ms: AtomicU64::new(now.as_millis()),
             reported_ms: AtomicU64::new(now.as_millis()),
             aborted: AtomicBool::new(false),
-            abort: Notify::new(),
+            abort: AtomicWaker::new(),
         }
     }
 
@@ -85,20 +86,28 @@ impl LiveConn {
 
     pub(crate) fn abort(&self) {
         self.aborted.store(true, Ordering::Release);
-        self.abort.notify_one();
+        self.abort.wake();
     }
 
     pub(crate) fn is_aborted(&self) -> bool {
         self.aborted.load(Ordering::Acquire)
     }
 
-    /// Resolves once the flow is to be cut (the permit of `notify_one` is kept,
-    /// so an abort before the first poll is not lost).
-    pub(crate) async fn aborted(&self) {
-        if self.is_aborted() {
-            return;
-        }
-        self.abort.notified().await;
+    /// Resolves once the flow is to be cut. Cheap to poll again and again (an
+    /// atomic load and a waker swap), as the relay's select does.
+    pub(crate) fn aborted(&self) -> impl std::future::Future<Output = ()> + '_ {
+        std::future::poll_fn(|cx| {
+            if self.is_aborted() {
+                return std::task::Poll::Ready(());
+            }
+            self.abort.register(cx.waker());
+            // Checked again after registering: an abort in between is not lost.
+            if self.is_aborted() {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
     }
 }
 
