@@ -157,9 +157,9 @@ fn plane_status(d: &Daemon) -> DataPlaneView {
     s.data_plane.expect("the socket plane runs")
 }
 
-/// Waits (up to 5 s) for the listener of `vip` to be up.
+/// Waits (up to 10 s) for the listener of `vip` to be up.
 fn wait_listening(d: &Daemon, proto: &str, vip: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         let st = plane_status(d);
         if st
@@ -330,12 +330,12 @@ fn half_close_and_large_transfers_are_intact() {
         assert_eq!(got, SIZE, "{splice}: the whole stream came back");
         drop(s);
         assert!(
-            eventually(5, || out(&d, &["-Lnc"]).contains("TIME_WAIT")),
+            eventually(10, || out(&d, &["-Lnc"]).contains("TIME_WAIT")),
             "{splice}: {}",
             out(&d, &["-Lnc"])
         );
         // Bytes reach the counters within a tick or two.
-        assert!(eventually(5, || {
+        assert!(eventually(10, || {
             let stats = out(&d, &["-Ln", "--stats", "--exact"]);
             let line = stats
                 .lines()
@@ -502,7 +502,7 @@ fn quiesce_delete_and_edit_keep_live_connections() {
     assert_eq!(g, "b");
     ok(&d2, &["-d", "-t", &v2s, "-r", &b.rs()]);
     assert!(
-        eventually(5, || ping(&c).is_err()),
+        eventually(10, || ping(&c).is_err()),
         "expire_nodest_conn cuts the flow"
     );
 }
@@ -610,7 +610,7 @@ fn listeners_freebind_bind_failures_and_port_zero() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let t = taken.local_addr().unwrap();
     ok(&d, &["-A", "-t", &t.to_string(), "-s", "rr"]);
-    assert!(eventually(5, || {
+    assert!(eventually(10, || {
         plane_status(&d)
             .listeners
             .iter()
