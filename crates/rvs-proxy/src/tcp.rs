@@ -18,13 +18,12 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rvs_core::{ConnId, ConnKey, Director, InVerdict, Packet, ServiceKey, TcpFlags, Time};
 use socket2::{Domain, Protocol as SockProtocol, SockRef, Socket, Type};
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use tokio::io::Interest;
 use tokio::net::tcp::ReadHalf;
 use tokio::net::TcpStream;
@@ -212,7 +211,8 @@ pub(crate) async fn serve<C: Core>(
     let outcome = if ok {
         relay(&ctx, &mut client, &mut server, &live, entry.as_ref()).await
     } else {
-        Outcome::Reset(None)
+        // The real server went away before it took the header.
+        Outcome::Reset(Some((true, TcpFlags::RST)))
     };
     let last: &[Segment] = match &outcome {
         Outcome::Closed(segments) => segments,

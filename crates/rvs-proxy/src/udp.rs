@@ -9,9 +9,11 @@
 //! counts NAT replies.
 //!
 //! Invariants: a session lives as long as its core entry (the core's expiry
-//! ends it); a one-packet session has no entry and ends after the UDP timeout
-//! without replies; a datagram the core refuses is dropped (a socket cannot
-//! send the ICMP port unreachable the kernel would) and counted as refused.
+//! ends it) and its listener (a listener that leaves the table ends its
+//! sessions, so no reply task keeps the VIP socket bound); a one-packet session
+//! has no entry and ends after the UDP timeout without replies; a datagram the
+//! core refuses is dropped (a socket cannot send the ICMP port unreachable the
+//! kernel would) and counted as refused.
 
 use std::cell::RefCell;
 use std::io;
@@ -22,6 +24,7 @@ use std::time::Duration;
 use hashbrown::HashMap;
 use rvs_core::{ConnId, ConnKey, InVerdict, Packet, ServiceKey, TcpFlags};
 use tokio::net::UdpSocket;
+use tokio::sync::watch;
 
 use crate::state::LiveConn;
 use crate::table::ListenerKey;
@@ -49,6 +52,9 @@ fn lock(s: &Sessions) -> std::sync::MutexGuard<'_, HashMap<(SocketAddr, SocketAd
 /// Serves one UDP listener until the task is aborted.
 pub(crate) async fn serve<C: Core>(ctx: Arc<Ctx<C>>, sock: Arc<UdpSocket>, lk: ListenerKey) {
     let sessions: Sessions = Arc::default();
+    // Dropped with this task (the listener left the table): every session's
+    // reply task sees it and ends, releasing the VIP socket.
+    let (_listening, listener_gone) = watch::channel(());
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         let (n, peer) = match sock.recv_from(&mut buf).await {
@@ -96,6 +102,7 @@ pub(crate) async fn serve<C: Core>(ctx: Arc<Ctx<C>>, sock: Arc<UdpSocket>, lk: L
                 &ctx,
                 &sock,
                 &sessions,
+                listener_gone.clone(),
                 peer,
                 target,
                 f.conn,
@@ -131,6 +138,7 @@ async fn open<C: Core>(
     ctx: &Arc<Ctx<C>>,
     listener: &Arc<UdpSocket>,
     sessions: &Sessions,
+    listener_gone: watch::Receiver<()>,
     peer: SocketAddr,
     target: SocketAddr,
     conn: Option<ConnId>,
@@ -163,6 +171,7 @@ async fn open<C: Core>(
         listener.clone(),
         backend.clone(),
         sessions.clone(),
+        listener_gone,
         peer,
         target,
         live,
@@ -180,6 +189,7 @@ async fn replies<C: Core>(
     listener: Arc<UdpSocket>,
     backend: Arc<UdpSocket>,
     sessions: Sessions,
+    mut listener_gone: watch::Receiver<()>,
     peer: SocketAddr,
     target: SocketAddr,
     live: Arc<LiveConn>,
@@ -234,6 +244,7 @@ async fn replies<C: Core>(
             }
             () = live.aborted() => break,
             () = idle(last) => break,
+            _ = listener_gone.changed() => break,
         }
     }
     {

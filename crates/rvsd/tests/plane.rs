@@ -593,6 +593,19 @@ fn udp_sessions_and_one_packet_scheduling() {
     );
     let stats = out(&d, &["-Ln", "--stats"]);
     assert!(stats.contains(&format!("UDP  {o}")), "{stats}");
+
+    // Deleting the service while its sessions live, then adding it again: the
+    // old sessions give the VIP socket up, so no datagram lands on a socket
+    // nobody reads (SO_REUSEPORT would spread clients over both).
+    ok(&d, &["-D", "-u", &v.to_string()]);
+    ok(&d, &["-A", "-u", &v.to_string(), "-s", "rr"]);
+    ok(&d, &["-a", "-u", &v.to_string(), "-r", &u0.to_string(), "-m"]);
+    wait_listening(&d, "UDP", v);
+    for i in 0..16 {
+        let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        assert!(ask(&c, v, &format!("n{i}")).starts_with("u0:"));
+    }
 }
 
 /// A VIP this host does not own still gets its listener (IP_FREEBIND); a bind
