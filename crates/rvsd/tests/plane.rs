@@ -599,7 +599,10 @@ fn udp_sessions_and_one_packet_scheduling() {
     // nobody reads (SO_REUSEPORT would spread clients over both).
     ok(&d, &["-D", "-u", &v.to_string()]);
     ok(&d, &["-A", "-u", &v.to_string(), "-s", "rr"]);
-    ok(&d, &["-a", "-u", &v.to_string(), "-r", &u0.to_string(), "-m"]);
+    ok(
+        &d,
+        &["-a", "-u", &v.to_string(), "-r", &u0.to_string(), "-m"],
+    );
     wait_listening(&d, "UDP", v);
     for i in 0..16 {
         let c = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -758,4 +761,83 @@ fn connect_retries_reach_a_live_server() {
     let st = plane_status(&d);
     assert_eq!(st.accepted, 6);
     assert!(st.connect_failed >= 3, "{st:?}");
+}
+
+/// The half-closed states, as IPVS shows them for a NAT connection: the
+/// client's FIN leaves the entry in CLOSE_WAIT while the real server still
+/// sends; the real server's FIN leaves it in FIN_WAIT while the client still
+/// sends; both end in TIME_WAIT.
+#[test]
+fn half_closed_states_follow_the_kernel() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = plane_daemon(dir.path(), &[]);
+    // Client closes first: the server answers after the client's FIN.
+    let late = serve_each("127.0.0.1:0", |mut s| {
+        let mut all = Vec::new();
+        let _ = s.read_to_end(&mut all);
+        thread::sleep(Duration::from_millis(1500));
+        let _ = s.write_all(format!("got {}\n", all.len()).as_bytes());
+    });
+    // Server closes first: it says hello, shuts its side, then reads on and
+    // hands what it read to the test.
+    let (got_tx, got_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let got_tx = std::sync::Mutex::new(got_tx);
+    let early = serve_each("127.0.0.1:0", move |mut s| {
+        let _ = s.write_all(b"hello\n");
+        let _ = s.shutdown(Shutdown::Write);
+        let mut all = Vec::new();
+        let _ = s.read_to_end(&mut all);
+        let _ = got_tx.lock().unwrap().send(all);
+    });
+    let state_of = |port: u16| {
+        let conns = out(&d, &["-Lnc"]);
+        conns
+            .lines()
+            .find(|l| l.contains(&format!(":{port} ")))
+            .map(|l| l.split_whitespace().nth(2).unwrap().to_string())
+            .unwrap_or_default()
+    };
+
+    let v1 = vip(common::free_port());
+    ok(&d, &["-A", "-t", &v1.to_string(), "-s", "rr"]);
+    ok(
+        &d,
+        &["-a", "-t", &v1.to_string(), "-r", &late.to_string(), "-m"],
+    );
+    wait_listening(&d, "TCP", v1);
+    let mut c = TcpStream::connect(v1).unwrap();
+    c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    c.write_all(b"12345").unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    assert!(
+        eventually(10, || state_of(v1.port()) == "CLOSE_WAIT"),
+        "{}",
+        out(&d, &["-Lnc"])
+    );
+    assert_eq!(read_line(&c), "got 5", "the other way still flows");
+    assert!(eventually(10, || state_of(v1.port()) == "TIME_WAIT"));
+
+    let v2 = vip(common::free_port());
+    ok(&d, &["-A", "-t", &v2.to_string(), "-s", "rr"]);
+    ok(
+        &d,
+        &["-a", "-t", &v2.to_string(), "-r", &early.to_string(), "-m"],
+    );
+    wait_listening(&d, "TCP", v2);
+    let mut c = TcpStream::connect(v2).unwrap();
+    c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    assert_eq!(read_line(&c), "hello");
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "the real server's FIN reached the client");
+    assert!(
+        eventually(10, || state_of(v2.port()) == "FIN_WAIT"),
+        "{}",
+        out(&d, &["-Lnc"])
+    );
+    c.write_all(b"still here").unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    let got = got_rx.recv_timeout(IO_TIMEOUT).unwrap();
+    assert_eq!(got, b"still here", "the client's way still flows");
+    assert!(eventually(10, || state_of(v2.port()) == "TIME_WAIT"));
 }
