@@ -140,6 +140,19 @@ fn plane_daemon(dir: &std::path::Path, extra: &[&str]) -> Daemon {
     Daemon::start(dir, &args)
 }
 
+/// A TCP rr service on a free loopback port with `rs` as its one (-m) real
+/// server, listening when this returns.
+fn service_to(d: &Daemon, rs: SocketAddr) -> SocketAddr {
+    let v = vip(common::free_port());
+    ok(d, &["-A", "-t", &v.to_string(), "-s", "rr"]);
+    ok(
+        d,
+        &["-a", "-t", &v.to_string(), "-r", &rs.to_string(), "-m"],
+    );
+    wait_listening(d, "TCP", v);
+    v
+}
+
 fn ok(d: &Daemon, args: &[&str]) {
     let o = d.rvsadm(args);
     assert!(o.status.success(), "rvsadm {args:?}: {o:?}");
@@ -288,11 +301,7 @@ fn half_close_and_large_transfers_are_intact() {
     for splice in ["auto", "never", "always"] {
         let dir = tempfile::tempdir().unwrap();
         let d = plane_daemon(dir.path(), &["--splice", splice]);
-        let b = Backend::start("big");
-        let v = vip(common::free_port());
-        ok(&d, &["-A", "-t", &v.to_string(), "-s", "rr"]);
-        ok(&d, &["-a", "-t", &v.to_string(), "-r", &b.rs(), "-m"]);
-        wait_listening(&d, "TCP", v);
+        let v = service_to(&d, Backend::start("big").addr);
 
         let (s, greeting) = dial(Ipv4Addr::LOCALHOST, v);
         assert_eq!(greeting, "big");
@@ -513,12 +522,8 @@ fn quiesce_delete_and_edit_keep_live_connections() {
 fn idle_flows_expire_with_the_core_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let d = plane_daemon(dir.path(), &[]);
-    let b = Backend::start("t");
-    let v = vip(common::free_port());
     ok(&d, &["--set", "2", "0", "0"]);
-    ok(&d, &["-A", "-t", &v.to_string(), "-s", "rr"]);
-    ok(&d, &["-a", "-t", &v.to_string(), "-r", &b.rs(), "-m"]);
-    wait_listening(&d, "TCP", v);
+    let v = service_to(&d, Backend::start("t").addr);
     let (idle, _) = dial(Ipv4Addr::LOCALHOST, v);
     let (busy, _) = dial(Ipv4Addr::LOCALHOST, v);
     let start = Instant::now();
@@ -798,13 +803,7 @@ fn half_closed_states_follow_the_kernel() {
             .unwrap_or_default()
     };
 
-    let v1 = vip(common::free_port());
-    ok(&d, &["-A", "-t", &v1.to_string(), "-s", "rr"]);
-    ok(
-        &d,
-        &["-a", "-t", &v1.to_string(), "-r", &late.to_string(), "-m"],
-    );
-    wait_listening(&d, "TCP", v1);
+    let v1 = service_to(&d, late);
     let mut c = TcpStream::connect(v1).unwrap();
     c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     c.write_all(b"12345").unwrap();
@@ -817,13 +816,7 @@ fn half_closed_states_follow_the_kernel() {
     assert_eq!(read_line(&c), "got 5", "the other way still flows");
     assert!(eventually(10, || state_of(v1.port()) == "TIME_WAIT"));
 
-    let v2 = vip(common::free_port());
-    ok(&d, &["-A", "-t", &v2.to_string(), "-s", "rr"]);
-    ok(
-        &d,
-        &["-a", "-t", &v2.to_string(), "-r", &early.to_string(), "-m"],
-    );
-    wait_listening(&d, "TCP", v2);
+    let v2 = service_to(&d, early);
     let mut c = TcpStream::connect(v2).unwrap();
     c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     assert_eq!(read_line(&c), "hello");
