@@ -902,6 +902,19 @@ impl Director {
     }
 
     fn traffic_stats(&mut self, dest: DestId, inbound: bool, bytes: u64) {
+        self.count_on(dest, |s| {
+            if inbound {
+                s.add_in(bytes)
+            } else {
+                s.add_out(bytes)
+            }
+        });
+    }
+
+    /// Applies `add` to the counters of `dest`, its service and the totals;
+    /// nothing for a destination that was removed (the kernel stops counting
+    /// a dest in the trash).
+    fn count_on(&mut self, dest: DestId, add: impl Fn(&mut Stats)) {
         let Some(d) = self.dests.get_mut(dest.index()) else {
             return;
         };
@@ -909,18 +922,17 @@ impl Director {
             return;
         }
         let sid = d.service;
-        let add = |s: &mut Stats| {
-            if inbound {
-                s.add_in(bytes)
-            } else {
-                s.add_out(bytes)
-            }
-        };
         add(&mut d.stats);
         if let Some(s) = self.services.get_mut(sid.index()) {
             add(&mut s.stats);
         }
         add(&mut self.total);
+    }
+
+    /// The entry `id` if it is still the flow `key` (ids are reused after
+    /// expiry).
+    fn flow(&self, id: ConnId, key: &ConnKey) -> Option<&Conn> {
+        self.conns.get(id).filter(|c| c.key == *key)
     }
 
     /// Marks a controlling template ASSURED (`ip_vs_control_assure_ct`).
@@ -1196,12 +1208,9 @@ impl Director {
         bytes: u32,
         now: Time,
     ) -> bool {
-        let Some(c) = self.conns.get(id) else {
+        let Some(c) = self.flow(id, key) else {
             return false;
         };
-        if c.key != *key {
-            return false;
-        }
         let dest = c.dest;
         self.traffic_stats(dest, !outbound, u64::from(bytes));
         let p = Packet {
@@ -1230,23 +1239,11 @@ impl Director {
         traffic: Counters,
         last_active: Time,
     ) -> bool {
-        let Some(c) = self.conns.get(id) else {
+        let Some(c) = self.flow(id, key) else {
             return false;
         };
-        if c.key != *key {
-            return false;
-        }
         let (dest, later) = (c.dest, last_active + c.timeout() > c.expires);
-        if let Some(d) = self.dests.get_mut(dest.index()) {
-            if d.available {
-                let sid = d.service;
-                d.stats.add_bulk(traffic);
-                if let Some(s) = self.services.get_mut(sid.index()) {
-                    s.stats.add_bulk(traffic);
-                }
-                self.total.add_bulk(traffic);
-            }
-        }
+        self.count_on(dest, |s| s.add_bulk(traffic));
         if let Some(c) = self.conns.get_mut(id) {
             let pkts = u32::try_from(traffic.in_pkts).unwrap_or(u32::MAX);
             c.in_pkts = c.in_pkts.wrapping_add(pkts);
