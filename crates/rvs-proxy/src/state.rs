@@ -134,6 +134,14 @@ pub struct PlaneCounters {
     pub expired_open: u64,
 }
 
+impl PlaneCounters {
+    /// A connection to real server `server` failed.
+    pub(crate) fn count_connect_failure(&mut self, server: SocketAddr) {
+        self.connect_failed += 1;
+        *self.connect_failed_by_server.entry(server).or_default() += 1;
+    }
+}
+
 /// The plane's side of the shared state.
 #[derive(Debug, Default)]
 pub struct PlaneState {

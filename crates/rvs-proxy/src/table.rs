@@ -47,6 +47,16 @@ pub struct ListenerKey {
     pub addr: SocketAddr,
 }
 
+impl ListenerKey {
+    /// Where a connection of this listener goes: the real server's port, or
+    /// this listener's when the real server has none (a fwmark service's
+    /// server without a port takes the packet's).
+    pub(crate) fn target(&self, daddr: std::net::IpAddr, dport: u16) -> SocketAddr {
+        let port = if dport == 0 { self.addr.port() } else { dport };
+        SocketAddr::new(daddr, port)
+    }
+}
+
 impl fmt::Display for ListenerKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.transport.name(), self.addr)

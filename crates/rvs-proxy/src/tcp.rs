@@ -145,12 +145,7 @@ pub(crate) async fn serve<C: Core>(
             reset(client);
             return;
         };
-        let port = if f.dport == 0 {
-            lk.addr.port()
-        } else {
-            f.dport
-        };
-        let target = SocketAddr::new(f.daddr, port);
+        let target = lk.target(f.daddr, f.dport);
         let entry = f.conn.map(|id| Entry {
             id,
             key,
@@ -179,11 +174,7 @@ pub(crate) async fn serve<C: Core>(
                         }
                         st.unregister(en.id, &live);
                     }
-                    st.counters.connect_failed += 1;
-                    *st.counters
-                        .connect_failed_by_server
-                        .entry(target)
-                        .or_default() += 1;
+                    st.counters.count_connect_failure(target);
                 });
                 if !retry {
                     reset(client);

@@ -86,12 +86,7 @@ pub(crate) async fn serve<C: Core>(ctx: Arc<Ctx<C>>, sock: Arc<UdpSocket>, lk: L
         let Some((f, udp_timeout)) = decided else {
             continue;
         };
-        let port = if f.dport == 0 {
-            lk.addr.port()
-        } else {
-            f.dport
-        };
-        let target = SocketAddr::new(f.daddr, port);
+        let target = lk.target(f.daddr, f.dport);
         let existing = lock(&sessions)
             .get(&(peer, target))
             .filter(|s| !s.live.is_aborted())
@@ -115,11 +110,7 @@ pub(crate) async fn serve<C: Core>(ctx: Arc<Ctx<C>>, sock: Arc<UdpSocket>, lk: L
                 Err(e) => {
                     tracing::debug!(server = %target, error = %e, "UDP session to real server failed");
                     ctx.core.with(|_, st, _| {
-                        st.counters.connect_failed += 1;
-                        *st.counters
-                            .connect_failed_by_server
-                            .entry(target)
-                            .or_default() += 1;
+                        st.counters.count_connect_failure(target);
                     });
                     continue;
                 }

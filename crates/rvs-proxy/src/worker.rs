@@ -167,6 +167,11 @@ pub struct Publisher {
 }
 
 impl Publisher {
+    /// The table the plane serves now.
+    pub fn current(&self) -> Arc<PlaneTable> {
+        self.tx.borrow().clone()
+    }
+
     /// Serves `table` from now on (nothing happens if it is unchanged).
     pub fn publish(&self, table: PlaneTable) {
         self.tx.send_if_modified(|cur| {

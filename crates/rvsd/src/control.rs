@@ -284,11 +284,14 @@ impl Control {
             servers: self.table.services.iter().map(|e| e.servers.len()).sum(),
             connections: d.conn_count(),
             state_file: self.file.as_ref().map(|f| f.path().display().to_string()),
-            data_plane: self.publisher.as_ref().map(|_| self.data_plane_view()),
+            data_plane: self
+                .publisher
+                .as_ref()
+                .map(|p| self.data_plane_view(&p.current())),
         }
     }
 
-    fn data_plane_view(&self) -> DataPlaneView {
+    fn data_plane_view(&self, served: &PlaneTable) -> DataPlaneView {
         let p = &self.plane;
         let c = &p.counters;
         DataPlaneView {
@@ -307,8 +310,7 @@ impl Control {
                     },
                 })
                 .collect(),
-            unserved: self
-                .plane_table()
+            unserved: served
                 .unserved
                 .iter()
                 .map(|u| UnservedView {
