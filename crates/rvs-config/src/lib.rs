@@ -1,0 +1,1 @@
+//! keepalived.conf support (being written): lexer, parser, model.

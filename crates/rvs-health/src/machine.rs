@@ -1,0 +1,1 @@
+//! Sans-I/O checker timing and virtual-server aggregation (being written).

@@ -1,0 +1,1 @@
+//! Probes (being written).
