@@ -539,7 +539,7 @@ fn parse_status_range(text: &str) -> Option<(u16, u16)> {
 
 /// Hex string (even length) to bytes.
 pub fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 || text.is_empty() {
+    if !text.len().is_multiple_of(2) || text.is_empty() {
         return None;
     }
     (0..text.len())

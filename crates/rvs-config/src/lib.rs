@@ -127,5 +127,36 @@ fn interpret(ctx: &mut Ctx, nodes: &[Node]) -> KeepalivedConfig {
             },
         }
     }
+    check_script_security(ctx, &config);
     config
+}
+
+/// keepalived refuses checker scripts (MISC_CHECK, notify_up/down, quorum_up/down) unless
+/// `enable_script_security` is set, whatever the script is (check_data.c,
+/// check_check_script_security; `keepalived -t` exits 6).
+fn check_script_security(ctx: &mut Ctx, config: &KeepalivedConfig) {
+    if config.global.enable_script_security {
+        return;
+    }
+    for vs in &config.virtual_servers {
+        let vs_scripts = vs.quorum_up.is_some() || vs.quorum_down.is_some();
+        let rs_scripts = vs.real_servers.iter().any(|rs| {
+            rs.notify_up.is_some()
+                || rs.notify_down.is_some()
+                || rs
+                    .checkers
+                    .iter()
+                    .any(|c| matches!(c.kind, model::CheckerKind::Misc(_)))
+        });
+        if vs_scripts || rs_scripts {
+            ctx.diags.push(Diagnostic {
+                severity: Severity::Error,
+                file: vs.span.file.clone(),
+                line: vs.span.line,
+                column: vs.span.column,
+                message: "SECURITY VIOLATION - check scripts are being executed but script_security not enabled.".into(),
+            });
+            return;
+        }
+    }
 }

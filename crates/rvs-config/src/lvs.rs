@@ -15,8 +15,8 @@ use crate::parser::{Ctx, Node};
 const SCHEDULERS: &[&str] = &[
     "rr", "wrr", "lc", "wlc", "lblc", "sh", "mh", "dh", "fo", "ovf", "lblcr", "sed", "nq", "twos",
 ];
-/// IPVS_WEIGHT_LIMIT.
-const WEIGHT_LIMIT: u64 = 65535;
+/// IPVS_WEIGHT_LIMIT (ip_vs.h: INT32_MAX).
+const WEIGHT_LIMIT: u64 = i32::MAX as u64;
 /// IPVS_SVC_PERSISTENT_TIMEOUT (seconds), used for a bare `persistence_timeout`.
 const DEFAULT_PERSISTENCE: u32 = 360;
 /// LVS_MAX_TIMEOUT (seconds).
@@ -410,18 +410,9 @@ pub fn parse_virtual_server(
             }
             "persistence_granularity" => {
                 if let Some(text) = ctx.arg(&child, 0) {
+                    // keepalived does not require a solid IPv4 netmask (its check is compiled out).
                     match text.parse::<std::net::Ipv4Addr>() {
-                        Ok(mask)
-                            if u32::from(mask).leading_ones()
-                                + u32::from(mask).trailing_zeros()
-                                == 32 =>
-                        {
-                            vs.persistence_granularity = Some(IpAddr::V4(mask));
-                        }
-                        Ok(_) => ctx.error(
-                            &child,
-                            format!("IPv4 persistence_granularity netmask is not solid - {text}"),
-                        ),
+                        Ok(mask) => vs.persistence_granularity = Some(IpAddr::V4(mask)),
                         Err(_) => match crate::parser::parse_unsigned(text)
                             .filter(|v| (1..=128).contains(v))
                         {
@@ -618,6 +609,10 @@ pub fn parse_virtual_server(
         VsAddress::Addr(sa) => Some(sa.port()),
         _ => None,
     };
+    let vs_family = match &vs.address {
+        VsAddress::Addr(sa) => Some(sa.is_ipv4()),
+        _ => None,
+    };
     let mut defaulted_method = false;
     let mut weight_sum: u64 = 0;
     let mut seen: Vec<SocketAddr> = Vec::new();
@@ -633,6 +628,12 @@ pub fn parse_virtual_server(
             continue;
         }
         seen.push(raw.address);
+        if let Some(vs_ip) = vs_family {
+            if vs_ip != raw.address.is_ipv4() {
+                ctx.error(&raw.node, format!("Address family of virtual server and real server {} don't match - skipping real server.", raw.address.ip()));
+                continue;
+            }
+        }
         let method = match raw.method {
             Some(m) => m,
             None => {
@@ -793,6 +794,16 @@ pub fn parse_virtual_server(
         }
     }
     vs.method = method.unwrap_or(Method::Nat);
+    if vs.real_servers.is_empty() {
+        ctx.warn(
+            node,
+            format!(
+                "Virtual server {} has no real servers - ignoring",
+                describe(&vs.address)
+            ),
+        );
+        return None;
+    }
     if u64::from(vs.quorum) > weight_sum {
         ctx.warn(
             node,
