@@ -16,5 +16,5 @@ pub mod pool;
 pub use checker::{CheckTiming, CheckerChange, CheckerMachine, RetryStyle, BOOTSTRAP_DELAY};
 pub use pool::{
     CheckerConfig, CheckerId, EffectiveServer, HealthEvent, PoolConfig, RealServerConfig,
-    ServicePool, SorryServerConfig,
+    ServicePool, SorryServerConfig, UnknownChecker,
 };

@@ -819,3 +819,38 @@ impl ServicePool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn a() -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, 1], 80))
+    }
+
+    #[test]
+    fn real_weight_clamps_like_keepalived() {
+        assert_eq!(real_weight(-3), 0);
+        assert_eq!(real_weight(7), 7);
+        assert_eq!(real_weight(i64::MAX), i32::MAX as u32);
+    }
+
+    #[test]
+    fn inhibit_rewrites_delete_and_re_add_as_edits() {
+        let mut table = Table::default();
+        let mut set = false;
+        // First add of a server with a failed checker under inhibit: weight 0.
+        table.cmd(Cmd::Add, a(), true, &mut set, 5, 1, false);
+        assert!(set);
+        assert_eq!(table.0[&a()].weight, 0);
+        table.cmd(Cmd::Add, a(), true, &mut set, 5, 0, false);
+        assert_eq!(table.0[&a()].weight, 5);
+        table.cmd(Cmd::Del, a(), true, &mut set, 5, 1, false);
+        assert!(set);
+        assert_eq!(table.0[&a()].weight, 0);
+        table.cmd(Cmd::Del, a(), false, &mut set, 5, 1, false);
+        assert!(!set);
+        assert!(table.0.is_empty());
+    }
+}
