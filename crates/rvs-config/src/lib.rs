@@ -149,8 +149,9 @@ fn check_script_security(ctx: &mut Ctx, config: &KeepalivedConfig) {
                     .any(|c| matches!(c.kind, model::CheckerKind::Misc(_)))
         });
         if vs_scripts || rs_scripts {
+            // keepalived still runs the scripts (as root): a warning, not a refusal.
             ctx.diags.push(Diagnostic {
-                severity: Severity::Error,
+                severity: Severity::Warning,
                 file: vs.span.file.clone(),
                 line: vs.span.line,
                 column: vs.span.column,

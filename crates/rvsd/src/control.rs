@@ -22,6 +22,7 @@ use rvs_api::{
 use rvs_core::{Counters, Director, DirectorConfig, Protocol, Rates, ServiceKey, Time};
 use rvs_proxy::{ListenerStatus, PlaneState, PlaneTable, ProxyProtocol, Publisher};
 
+use crate::keepalived::Keepalived;
 use crate::state::{StateError, StateFile, TableState};
 
 /// What the header of `ipvsadm -L` reports: the kernel's IPVS version.
@@ -49,6 +50,10 @@ pub enum ControlError {
 pub struct ReloadReport {
     /// Commands applied to move from the running table to the file's.
     pub changes: usize,
+    /// What a keepalived.conf reload reported without refusing the file
+    /// (unknown keywords, defaults applied), as `FILE:LINE:COL: warning: ...`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 pub struct Control {
@@ -60,6 +65,8 @@ pub struct Control {
     plane: PlaneState,
     /// Where the plane's table goes after each change, when a plane runs.
     publisher: Option<Publisher>,
+    /// `rvsd -f keepalived.conf`: the file and the health state own the table.
+    keepalived: Option<Keepalived>,
 }
 
 impl Control {
@@ -86,6 +93,7 @@ impl Control {
             epoch,
             plane: PlaneState::default(),
             publisher: None,
+            keepalived: None,
         })
     }
 
@@ -217,8 +225,14 @@ impl Control {
     /// unchanged services and servers keep their connections and counters. A file
     /// that is missing, does not parse or does not apply changes nothing.
     pub fn reload(&mut self) -> Result<ReloadReport, ApiError> {
+        if self.keepalived.is_some() {
+            return self.reload_keepalived();
+        }
         let Some(file) = &self.file else {
-            return Ok(ReloadReport { changes: 0 });
+            return Ok(ReloadReport {
+                changes: 0,
+                warnings: Vec::new(),
+            });
         };
         // A missing file is refused rather than read as an empty table: a reload
         // must never clear the director because a file went away.
@@ -237,7 +251,83 @@ impl Control {
             self.apply(&changes)
                 .map_err(|e| ApiError::new(e.kind, format!("reload refused: {}", e.message)))?;
         }
-        Ok(ReloadReport { changes: n })
+        Ok(ReloadReport {
+            changes: n,
+            warnings: Vec::new(),
+        })
+    }
+
+    /// From now on `ka` owns the table: it is converged to at once.
+    pub fn attach_keepalived(&mut self, mut ka: Keepalived) -> Result<usize, ApiError> {
+        ka.set_applied(self.table.clone());
+        self.keepalived = Some(ka);
+        self.converge()
+    }
+
+    pub fn keepalived(&self) -> Option<&Keepalived> {
+        self.keepalived.as_ref()
+    }
+
+    pub fn keepalived_mut(&mut self) -> Option<&mut Keepalived> {
+        self.keepalived.as_mut()
+    }
+
+    /// Moves the running table to what the keepalived source wants now. The
+    /// change is the difference from the table it last converged to; if the
+    /// running table drifted from that (an operator's rvsadm changes), the
+    /// difference from the running table is applied instead, and logged.
+    pub fn converge(&mut self) -> Result<usize, ApiError> {
+        let Some(ka) = &self.keepalived else {
+            return Ok(0);
+        };
+        let wanted = ka.wanted(ka.applied().timeouts);
+        let changes = diff(ka.applied(), &wanted);
+        let n = changes.len();
+        if n > 0 {
+            if let Err(e) = self.apply(&changes) {
+                tracing::warn!(error = %e, "the table drifted from keepalived.conf's; converging from the running table");
+                let changes = diff(&self.table, &wanted);
+                self.apply(&changes)?;
+            }
+        }
+        if let Some(ka) = &mut self.keepalived {
+            ka.set_applied(wanted);
+        }
+        Ok(n)
+    }
+
+    fn reload_keepalived(&mut self) -> Result<ReloadReport, ApiError> {
+        let now = self.now();
+        let Some(ka) = &mut self.keepalived else {
+            return Ok(ReloadReport {
+                changes: 0,
+                warnings: Vec::new(),
+            });
+        };
+        let saved = (ka.plan().clone(), ka.health().clone());
+        let warnings = ka.reread(now).map_err(|e| {
+            ApiError::invalid(format!(
+                "reload refused, the running configuration is kept:\n{e}"
+            ))
+        })?;
+        match self.converge() {
+            Ok(changes) => Ok(ReloadReport {
+                changes,
+                warnings: warnings.iter().map(|w| w.to_string()).collect(),
+            }),
+            Err(e) => {
+                if let Some(ka) = &mut self.keepalived {
+                    ka.restore(saved.0, saved.1);
+                }
+                Err(ApiError::new(
+                    e.kind,
+                    format!(
+                        "reload refused, the running configuration is kept: {}",
+                        e.message
+                    ),
+                ))
+            }
+        }
     }
 
     /// Expires connections and runs the rate estimator up to now.

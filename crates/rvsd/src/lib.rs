@@ -7,6 +7,7 @@ pub mod client;
 pub mod control;
 pub mod demo;
 pub mod http;
+pub mod keepalived;
 pub mod paths;
 pub mod server;
 pub mod state;

@@ -2,6 +2,7 @@
 //! the admin API, keeps the table in a crash-safe state file; `--demo` adds demo
 //! real servers and a demo table to try it on loopback.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -21,6 +22,12 @@ struct Args {
     /// Keep the table in memory only (no state file)
     #[arg(long, conflicts_with = "state_file")]
     no_state: bool,
+    /// Run from a keepalived.conf: its virtual servers become the table, its checkers health-check the real servers, SIGHUP or POST /v1/reload re-reads it. The table is not saved in a state file (the file is the source)
+    #[arg(short = 'f', long = "use-file", conflicts_with_all = ["state_file", "demo"])]
+    use_file: Option<PathBuf>,
+    /// Check the keepalived.conf given by -f (default /etc/keepalived/keepalived.conf) as `keepalived -t` does: print what is wrong to stderr and exit 0 if nothing was reported, 5 otherwise
+    #[arg(short = 't', long = "config-test")]
+    config_test: bool,
     /// Also serve the admin API on this TCP address; every request then needs the bearer token
     #[arg(long)]
     listen: Option<SocketAddr>,
@@ -81,8 +88,38 @@ enum Splice {
     Never,
 }
 
-fn main() -> anyhow::Result<()> {
+/// keepalived's exit status for a configuration test that reported something.
+const EXIT_CONFIG_TEST: u8 = 5;
+
+/// `rvsd -t`: exit 5 when `keepalived -t` would (anything reported); exit 1 when
+/// keepalived would accept the file but rvs cannot run it (said why); else 0.
+fn config_test(path: &std::path::Path) -> std::process::ExitCode {
+    let loaded = rvs_config::load(path);
+    let mut stderr = std::io::stderr().lock();
+    for d in &loaded.diagnostics {
+        let _ = writeln!(stderr, "{d}");
+    }
+    if !loaded.is_clean() {
+        return std::process::ExitCode::from(EXIT_CONFIG_TEST);
+    }
+    match rvsd::keepalived::translate::plan(&loaded.config) {
+        Ok(_) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(stderr, "{e}: keepalived accepts this, rvs cannot run it");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn main() -> anyhow::Result<std::process::ExitCode> {
     let args = Args::parse();
+    if args.config_test {
+        let path = args
+            .use_file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/etc/keepalived/keepalived.conf"));
+        return Ok(config_test(&path));
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -107,7 +144,8 @@ fn main() -> anyhow::Result<()> {
     };
     let opts = server::Options {
         socket: args.socket.unwrap_or_else(paths::default_socket),
-        state_file: if args.no_state {
+        keepalived: args.use_file.clone(),
+        state_file: if args.no_state || args.use_file.is_some() {
             None
         } else {
             Some(args.state_file.unwrap_or_else(paths::default_state_file))
@@ -145,5 +183,5 @@ fn main() -> anyhow::Result<()> {
         .context("cannot start the runtime")?;
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     rt.block_on(server::run(opts, stop_rx))?;
-    Ok(())
+    Ok(std::process::ExitCode::SUCCESS)
 }

@@ -25,6 +25,7 @@ use rvs_proxy::{Clock, Plane, PlaneConfig, PlaneState, PlaneTable};
 use crate::control::{Control, ControlError};
 use crate::demo::{self, DemoConfig, DemoError, DemoServers};
 use crate::http::{self, lock, Shared};
+use crate::keepalived::Keepalived;
 use crate::state::StateFile;
 
 /// How rvsd runs.
@@ -33,6 +34,8 @@ pub struct Options {
     pub socket: PathBuf,
     /// `None`: keep the table in memory only.
     pub state_file: Option<PathBuf>,
+    /// `-f keepalived.conf`: the file owns the table and health-checks it.
+    pub keepalived: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
     pub token: Option<String>,
     /// The socket data plane's settings; `None` runs no data plane.
@@ -81,6 +84,16 @@ pub enum ServerError {
     Plane(#[from] rvs_proxy::PlaneError),
     #[error(transparent)]
     Demo(#[from] DemoError),
+    #[error("{path}: {source}")]
+    Keepalived {
+        path: PathBuf,
+        source: crate::keepalived::LoadError,
+    },
+    #[error("{path}: the table it describes cannot be applied: {error}")]
+    KeepalivedApply {
+        path: PathBuf,
+        error: rvs_api::ApiError,
+    },
 }
 
 fn socket_err(path: &Path) -> impl FnOnce(std::io::Error) -> ServerError + '_ {
@@ -150,6 +163,29 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), S
         Some(cfg) => Some(start_plane(cfg, &shared, epoch)?),
     };
 
+    let health_wake = match &opts.keepalived {
+        None => None,
+        Some(path) => {
+            let now = lock(&shared).now();
+            let (ka, warnings) =
+                Keepalived::start(path, now).map_err(|source| ServerError::Keepalived {
+                    path: path.clone(),
+                    source,
+                })?;
+            for w in &warnings {
+                tracing::warn!("{w}");
+            }
+            let wake = ka.wake();
+            lock(&shared)
+                .attach_keepalived(ka)
+                .map_err(|error| ServerError::KeepalivedApply {
+                    path: path.clone(),
+                    error,
+                })?;
+            Some(wake)
+        }
+    };
+
     // TCP first: if it fails, no socket file is left behind.
     let tcp = match opts.listen {
         None => None,
@@ -217,7 +253,17 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), S
         }));
     }
 
-    tracing::info!(socket = %opts.socket.display(), services = restored, "rvsd ready");
+    if let Some(wake) = health_wake {
+        let q = quit_rx.clone();
+        tasks.push(tokio::spawn(crate::keepalived::health::run(
+            shared.clone(),
+            wake,
+            q,
+        )));
+    }
+
+    let services = lock(&shared).configured().services.len();
+    tracing::info!(socket = %opts.socket.display(), restored, services, "rvsd ready");
     sd_notify("READY=1");
     if let Some((cfg, outcome)) = demo_outcome {
         let problems = demo::listener_problems(cfg, &shared).await;

@@ -666,9 +666,10 @@ impl ServicePool {
     /// keepalived's SIGHUP does (ipwrapper.c clear_diff_services, clear_diff_rs,
     /// migrate_checkers, clear_diff_s_srv, check_new_rs_state, then init_service_vs):
     /// - servers gone from the configuration leave the table (notify_down if alive);
-    /// - kept servers (same address) keep alive/in-table state and effective weight
-    ///   (keepalived copies the old effective weight: a changed `weight` is not
-    ///   applied to a kept server); each new checker takes the state of the first old
+    /// - kept servers (same address) keep alive/in-table state; their weight
+    ///   becomes the new configured weight plus their dynamic offsets
+    ///   (check_daemon.c set_effective_weights, then init_service_rs applies a
+    ///   change with update_svr_wgt); each new checker takes the state of the first old
     ///   checker with the same identity; if the server then has a failed checker, or
     ///   is down with no checker run, its checkers that have not run need one failure
     ///   only and alpha ones start down;
@@ -779,6 +780,14 @@ impl ServicePool {
                 checker.set_retries_used(retry);
             }
         }
+        // check_daemon.c, set_effective_weights, then init_service_rs: a kept
+        // server's weight is the new configured weight plus its checkers'
+        // dynamic offsets, and a change is applied (update_svr_wgt).
+        let target = rs.iweight + rs.weight_offsets.iter().sum::<i64>();
+        if target != rs.effective_weight {
+            self.update_svr_wgt(index, target, events);
+        }
+        let rs = &mut self.servers[index];
         let failed = rs.failed_checkers();
         if failed == 0 && !rs.alive {
             self.perform_svr_state(index, true, events);

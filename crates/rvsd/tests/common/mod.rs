@@ -18,20 +18,37 @@ impl Daemon {
     /// Without a `--data-plane` in `extra` it keeps the table only (the table
     /// tests use addresses and port-0 services no socket plane should bind).
     pub fn start(dir: &Path, extra: &[&str]) -> Daemon {
-        let socket = dir.join("rvsd.sock");
         let state = dir.join("state.json");
         let plane: &[&str] = if extra.iter().any(|a| a.starts_with("--data-plane")) {
             &[]
         } else {
             &["--data-plane", "none"]
         };
+        let mut args: Vec<&std::ffi::OsStr> = vec!["--state-file".as_ref(), state.as_ref()];
+        args.extend(plane.iter().chain(extra).map(std::ffi::OsStr::new));
+        Daemon::spawn(dir, &args, state.clone())
+    }
+
+    /// Starts rvsd from a keepalived.conf (`-f conf`, no state file) with the
+    /// socket plane and `extra` arguments.
+    pub fn start_keepalived(dir: &Path, conf: &Path, extra: &[&str]) -> Daemon {
+        let mut args: Vec<&std::ffi::OsStr> = vec!["-f".as_ref(), conf.as_ref()];
+        args.extend(
+            ["--data-plane", "socket", "--plane-threads", "2"]
+                .iter()
+                .chain(extra)
+                .map(std::ffi::OsStr::new),
+        );
+        Daemon::spawn(dir, &args, dir.join("no-state"))
+    }
+
+    /// Runs rvsd on `dir`'s socket with `args` and waits until it answers.
+    fn spawn(dir: &Path, args: &[&std::ffi::OsStr], state: PathBuf) -> Daemon {
+        let socket = dir.join("rvsd.sock");
         let child = Command::new(env!("CARGO_BIN_EXE_rvsd"))
             .arg("--socket")
             .arg(&socket)
-            .arg("--state-file")
-            .arg(&state)
-            .args(plane)
-            .args(extra)
+            .args(args)
             .env("RVS_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
