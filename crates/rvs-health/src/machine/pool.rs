@@ -154,6 +154,22 @@ enum Cmd {
 }
 
 impl Table {
+    /// `cmd` for real server `rs`, at its effective weight (ipvswrapper.c, ipvs_cmd
+    /// with the server's own inhibit flag and failed-checker count).
+    fn server_cmd(&mut self, cmd: Cmd, rs: &mut RealServer) {
+        let failed = rs.failed_checkers();
+        let weight = real_weight(rs.effective_weight);
+        self.cmd(
+            cmd,
+            rs.address,
+            rs.inhibit,
+            &mut rs.set,
+            weight,
+            failed,
+            false,
+        );
+    }
+
     /// ipvswrapper.c, ipvs_cmd for a destination: inhibit turns a delete into an edit
     /// to weight 0 and an add of a present server into an edit; `set` tracks presence.
     #[allow(clippy::too_many_arguments)]
@@ -319,16 +335,7 @@ impl ServicePool {
             let rs = &mut self.servers[i];
             let failed = rs.failed_checkers();
             if (failed == 0 && !rs.alive) || (rs.inhibit && !rs.set) {
-                let weight = real_weight(rs.effective_weight);
-                self.table.cmd(
-                    Cmd::Add,
-                    rs.address,
-                    rs.inhibit,
-                    &mut rs.set,
-                    weight,
-                    failed,
-                    false,
-                );
+                self.table.server_cmd(Cmd::Add, rs);
                 if failed == 0 {
                     rs.alive = true;
                 }
@@ -427,18 +434,8 @@ impl ServicePool {
     fn perform_quorum_state(&mut self, cmd: Cmd) {
         let add = matches!(cmd, Cmd::Add);
         for rs in self.servers.iter_mut().filter(|rs| rs.alive) {
-            let failed = rs.failed_checkers();
-            let weight = real_weight(rs.effective_weight);
             let cmd = if add { Cmd::Add } else { Cmd::Del };
-            self.table.cmd(
-                cmd,
-                rs.address,
-                rs.inhibit,
-                &mut rs.set,
-                weight,
-                failed,
-                false,
-            );
+            self.table.server_cmd(cmd, rs);
         }
     }
 
@@ -450,18 +447,8 @@ impl ServicePool {
         let in_charge = self.servers_in_charge();
         let rs = &mut self.servers[server];
         if in_charge {
-            let failed = rs.failed_checkers();
-            let weight = real_weight(rs.effective_weight);
             let cmd = if alive { Cmd::Add } else { Cmd::Del };
-            self.table.cmd(
-                cmd,
-                rs.address,
-                rs.inhibit,
-                &mut rs.set,
-                weight,
-                failed,
-                false,
-            );
+            self.table.server_cmd(cmd, rs);
         }
         rs.alive = alive;
         events.push(if alive {
@@ -793,16 +780,7 @@ impl ServicePool {
             self.perform_svr_state(index, true, events);
         } else if failed > 0 && rs.set != rs.inhibit {
             let cmd = if rs.inhibit { Cmd::Add } else { Cmd::Del };
-            let weight = real_weight(rs.effective_weight);
-            self.table.cmd(
-                cmd,
-                rs.address,
-                rs.inhibit,
-                &mut rs.set,
-                weight,
-                failed,
-                false,
-            );
+            self.table.server_cmd(cmd, rs);
         }
     }
 
