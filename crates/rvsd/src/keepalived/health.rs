@@ -138,18 +138,18 @@ impl Health {
                 quorum_up: vs.quorum_up.clone(),
                 quorum_down: vs.quorum_down.clone(),
             };
-            health.note(&run, &events);
+            Health::note(&mut health.pending, &run, &events);
             health.pools.push(run);
         }
         for mut gone in old.pools {
             let events = gone.pool.clear(false);
-            health.note(&gone, &events);
+            Health::note(&mut health.pending, &gone, &events);
         }
         health
     }
 
-    /// Logs `events` of `run` and queues their scripts.
-    fn note(&mut self, run: &PoolRun, events: &[HealthEvent]) {
+    /// Logs `events` of `run` and queues their scripts on `pending`.
+    fn note(pending: &mut Vec<PendingScript>, run: &PoolRun, events: &[HealthEvent]) {
         for e in events {
             let (script, why) = match *e {
                 HealthEvent::ServerUp(a) => {
@@ -182,7 +182,7 @@ impl Health {
                 }
             };
             if let Some(script) = script {
-                self.pending.push(PendingScript { script, why });
+                pending.push(PendingScript { script, why });
             }
         }
     }
@@ -242,8 +242,7 @@ impl Health {
         match run.pool.handle_outcome(probe.id, outcome, now) {
             Ok(events) if events.is_empty() => false,
             Ok(events) => {
-                let run = run.clone();
-                self.note(&run, &events);
+                Health::note(&mut self.pending, run, &events);
                 true
             }
             Err(e) => {

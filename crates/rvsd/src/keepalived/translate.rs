@@ -528,3 +528,66 @@ fn checker_plan(
 fn span(d: Duration) -> Span {
     Span::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn plan_of(text: &str) -> Result<Plan, TranslateError> {
+        let loaded = rvs_config::parse_str(text, std::path::Path::new("/tmp/k.conf"));
+        assert!(loaded.errors().next().is_none(), "{:?}", loaded.diagnostics);
+        plan(&loaded.config)
+    }
+
+    /// A group becomes one service per member address (ranges expanded) and
+    /// fwmark, each with the block's real servers; keepalived's NAT default
+    /// becomes `-m`.
+    #[test]
+    fn groups_expand_and_share_their_real_servers() {
+        let p = plan_of(
+            "virtual_server_group G {\n  10.0.0.1-3 80\n  fwmark 7\n}\nvirtual_server group G {\n  lb_algo rr\n  protocol TCP\n  persistence_timeout 50\n  real_server 10.1.0.1 80 {\n    weight 3\n  }\n}\n",
+        )
+        .unwrap();
+        assert_eq!(p.services.len(), 1);
+        let vs = &p.services[0];
+        assert_eq!(vs.name, "group G");
+        let labels: Vec<String> = vs
+            .services
+            .iter()
+            .map(|s| service_label(&s.service))
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                "TCP 10.0.0.1:80",
+                "TCP 10.0.0.2:80",
+                "TCP 10.0.0.3:80",
+                "FWM 7"
+            ]
+        );
+        assert!(vs
+            .services
+            .iter()
+            .all(|s| s.scheduler == "rr" && s.persistence.as_ref().map(|p| p.timeout) == Some(50)));
+        assert_eq!(vs.servers.len(), 1);
+        assert_eq!(vs.servers[0].spec.weight, 3);
+        assert_eq!(vs.servers[0].spec.forward, ForwardSpec::Masq);
+    }
+
+    /// Two blocks giving the same IPVS service are refused, naming both.
+    #[test]
+    fn the_same_service_twice_is_refused() {
+        let rs = "  real_server 10.1.0.1 80 {\n    weight 1\n  }\n";
+        let e = plan_of(&format!(
+            "virtual_server 10.0.0.1 80 {{\n  lb_algo rr\n  lb_kind DR\n  protocol TCP\n{rs}}}\nvirtual_server_group G {{\n  10.0.0.1 80\n}}\nvirtual_server group G {{\n  lb_algo rr\n  lb_kind DR\n  protocol TCP\n{rs}}}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.location, "group G");
+        assert!(
+            e.message
+                .contains("TCP 10.0.0.1:80 is also defined by virtual_server TCP 10.0.0.1:80"),
+            "{e}"
+        );
+    }
+}
