@@ -1,0 +1,40 @@
+//! rvs-sys: the small system edge of the VRRP driver in rvsd.
+//!
+//! It owns the few kernel interfaces VRRP needs and nothing else:
+//! - [`VrrpSocket`]: raw IP protocol 112 sockets (IPv4 and IPv6) bound to one
+//!   interface, registered with tokio;
+//! - [`FrameSender`]: whole Ethernet frames on one interface over `AF_PACKET`
+//!   (gratuitous ARP, unsolicited neighbour advertisements);
+//! - [`Addresses`]: virtual addresses over rtnetlink (`ip addr add/del/show`);
+//! - [`interface`], [`link_up`], [`interface_addrs`]: interface facts;
+//! - [`netns::enter`]: moving the calling thread into a named network namespace.
+//!
+//! Every fact is read through a socket or netlink request made by the calling
+//! thread, so all of it follows the thread's network namespace (sysfs would
+//! not: `/sys/class/net` shows the namespace of whoever mounted `/sys`).
+//!
+//! This is the only crate of the workspace allowed `unsafe` (its lints deny it;
+//! each block opts in with `#[allow(unsafe_code)]` and a `// SAFETY:` note).
+//! There are exactly three unsafe blocks:
+//! 1. `vrrp_socket::set_multicast_if_index`: `setsockopt(IP_MULTICAST_IF)` with
+//!    a `struct ip_mreqn` naming the interface by index (neither nix nor
+//!    socket2 offers the ifindex form).
+//! 2. `frame::link_layer_address`: writes a `sockaddr_ll` into socket2's
+//!    sockaddr storage and wraps it as a `SockAddr` for `sendto` (no safe
+//!    constructor exists for link-layer addresses).
+//! 3. `VrrpSocket::open`: registers the socket with tokio through
+//!    `AsyncFd::register`, which is unsafe since tokio 1.54 because the fd must
+//!    stay open for the registration's life (socket2's `Socket` owns it).
+
+mod addresses;
+mod error;
+mod frame;
+mod iface;
+pub mod netns;
+mod vrrp_socket;
+
+pub use addresses::Addresses;
+pub use error::SysError;
+pub use frame::FrameSender;
+pub use iface::{interface, interface_addrs, link_up, Interface};
+pub use vrrp_socket::{Received, VrrpSocket};
