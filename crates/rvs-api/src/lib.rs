@@ -10,6 +10,7 @@
 
 mod convert;
 mod error;
+mod vrrp;
 
 use std::net::IpAddr;
 
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 pub use convert::{key_of, ref_of, server_spec_of, service_spec_of};
 pub use error::{ApiError, ErrorKind};
+pub use vrrp::{VrrpCountersView, VrrpGroupView, VrrpInstanceView, VrrpTrackerView, VrrpView};
 
 /// API version prefix of every path.
 pub const PREFIX: &str = "/v1";

@@ -67,6 +67,8 @@ pub struct Control {
     publisher: Option<Publisher>,
     /// `rvsd -f keepalived.conf`: the file and the health state own the table.
     keepalived: Option<Keepalived>,
+    /// The VRRP driver's status, when the file has `vrrp_instance` blocks.
+    vrrp: Option<std::sync::Arc<std::sync::Mutex<rvs_api::VrrpView>>>,
 }
 
 impl Control {
@@ -94,6 +96,7 @@ impl Control {
             plane: PlaneState::default(),
             publisher: None,
             keepalived: None,
+            vrrp: None,
         })
     }
 
@@ -257,6 +260,18 @@ impl Control {
         })
     }
 
+    /// Serves `status` (the VRRP driver's) on `GET /v1/vrrp`.
+    pub fn attach_vrrp(&mut self, status: std::sync::Arc<std::sync::Mutex<rvs_api::VrrpView>>) {
+        self.vrrp = Some(status);
+    }
+
+    /// The VRRP status; `None` when no VRRP instance runs.
+    pub fn vrrp_view(&self) -> Option<rvs_api::VrrpView> {
+        self.vrrp
+            .as_ref()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+
     /// From now on `ka` owns the table: it is converged to at once.
     pub fn attach_keepalived(&mut self, mut ka: Keepalived) -> Result<usize, ApiError> {
         ka.set_applied(self.table.clone());
@@ -310,11 +325,20 @@ impl Control {
                 "reload refused, the running configuration is kept:\n{e}"
             ))
         })?;
+        let mut warnings: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
+        if self
+            .keepalived
+            .as_ref()
+            .is_some_and(|ka| ka.plan().vrrp != saved.0.vrrp)
+        {
+            warnings.push(
+                "the VRRP blocks changed: VRRP keeps running the configuration rvsd started with \
+                 until rvsd restarts"
+                    .to_string(),
+            );
+        }
         match self.converge() {
-            Ok(changes) => Ok(ReloadReport {
-                changes,
-                warnings: warnings.iter().map(|w| w.to_string()).collect(),
-            }),
+            Ok(changes) => Ok(ReloadReport { changes, warnings }),
             Err(e) => {
                 if let Some(ka) = &mut self.keepalived {
                     ka.restore(saved.0, saved.1);

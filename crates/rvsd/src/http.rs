@@ -73,6 +73,7 @@ pub fn router(shared: Shared) -> Router {
         .route("/v1/connections", get(connections))
         .route("/v1/commands", post(commands))
         .route("/v1/reload", post(reload))
+        .route("/v1/vrrp", get(vrrp))
         .fallback(not_found)
         // A whole `ipvsadm -R` of tens of thousands of rules is one request.
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -142,6 +143,16 @@ async fn reload(State(shared): State<Shared>) -> Result<Response, ApiResponse> {
     let report = lock(&shared).reload()?;
     tracing::info!(changes = report.changes, "reloaded");
     Ok(Json(report).into_response())
+}
+
+async fn vrrp(State(shared): State<Shared>) -> Result<Response, ApiResponse> {
+    match lock(&shared).vrrp_view() {
+        Some(view) => Ok(Json(view).into_response()),
+        None => Err(ApiResponse(ApiError::new(
+            ErrorKind::NotFound,
+            "no VRRP instance runs (rvsd runs VRRP from the vrrp_instance blocks of -f FILE)",
+        ))),
+    }
 }
 
 async fn not_found() -> ApiResponse {

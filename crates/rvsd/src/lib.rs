@@ -11,3 +11,4 @@ pub mod keepalived;
 pub mod paths;
 pub mod server;
 pub mod state;
+pub mod vrrp;

@@ -27,6 +27,7 @@ use crate::demo::{self, DemoConfig, DemoError, DemoServers};
 use crate::http::{self, lock, Shared};
 use crate::keepalived::Keepalived;
 use crate::state::StateFile;
+use crate::vrrp::Driver;
 
 /// How rvsd runs.
 #[derive(Clone, Debug)]
@@ -84,6 +85,8 @@ pub enum ServerError {
     Plane(#[from] rvs_proxy::PlaneError),
     #[error(transparent)]
     Demo(#[from] DemoError),
+    #[error(transparent)]
+    Vrrp(#[from] crate::vrrp::VrrpStartError),
     #[error("{path}: {source}")]
     Keepalived {
         path: PathBuf,
@@ -163,6 +166,7 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), S
         Some(cfg) => Some(start_plane(cfg, &shared, epoch)?),
     };
 
+    let mut vrrp_plan = crate::keepalived::vrrp_plan::VrrpPlan::default();
     let health_wake = match &opts.keepalived {
         None => None,
         Some(path) => {
@@ -176,6 +180,7 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), S
                 tracing::warn!("{w}");
             }
             let wake = ka.wake();
+            vrrp_plan = ka.plan().vrrp.clone();
             lock(&shared)
                 .attach_keepalived(ka)
                 .map_err(|error| ServerError::KeepalivedApply {
@@ -251,6 +256,23 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), S
                 }
             }
         }));
+    }
+
+    if !vrrp_plan.is_empty() {
+        let driver = match Driver::open(&vrrp_plan, epoch) {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = quit_tx.send(true);
+                for t in tasks {
+                    let _ = t.await;
+                }
+                let _ = std::fs::remove_file(&opts.socket);
+                return Err(e.into());
+            }
+        };
+        lock(&shared).attach_vrrp(driver.status());
+        tracing::info!(instances = vrrp_plan.instances.len(), "VRRP running");
+        tasks.push(tokio::spawn(driver.run(quit_rx.clone())));
     }
 
     if let Some(wake) = health_wake {

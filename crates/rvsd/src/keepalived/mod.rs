@@ -17,6 +17,7 @@
 pub mod health;
 pub mod scripts;
 pub mod translate;
+pub mod vrrp_plan;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

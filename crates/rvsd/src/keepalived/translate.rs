@@ -37,6 +37,8 @@ pub struct Plan {
     /// `global_defs { lvs_timeouts ... }`, when given.
     pub timeouts: Option<TimeoutsSpec>,
     pub services: Vec<VsPlan>,
+    /// The `vrrp_instance` blocks (empty when there are none).
+    pub vrrp: super::vrrp_plan::VrrpPlan,
 }
 
 /// One `virtual_server` block.
@@ -135,7 +137,12 @@ pub fn plan(cfg: &KeepalivedConfig) -> Result<Plan, TranslateError> {
             }
         }
     }
-    Ok(Plan { timeouts, services })
+    let vrrp = super::vrrp_plan::plan(cfg)?;
+    Ok(Plan {
+        timeouts,
+        services,
+        vrrp,
+    })
 }
 
 /// `TCP 10.0.0.1:80`, `FWM 6666`: the way `ipvsadm -L` names a service.

@@ -119,6 +119,15 @@ impl Cli {
         result.unwrap_or_else(|o| o)
     }
 
+    /// `rvsadm --vrrp`: one line per VRRP instance, keepalived's state names.
+    fn vrrp(&self) -> Output {
+        match self.client.get::<rvs_api::VrrpView>("/v1/vrrp") {
+            Ok(Ok(v)) => Output::stdout(render_vrrp(&v), 0),
+            Ok(Err(e)) => Output::stderr(format!("{}\n", e.message), 1),
+            Err(e) => self.unreachable(e),
+        }
+    }
+
     /// `-R` (and ipvsadm-restore, which clears first): every rule line becomes one
     /// command of a single batch, so the table changes all at once or not at all.
     /// A listing line in the input prints the table as the lines before it would
@@ -231,6 +240,49 @@ impl Cli {
     }
 }
 
+/// The `--vrrp` table.
+fn render_vrrp(v: &rvs_api::VrrpView) -> String {
+    let mut out = format!(
+        "{:<16} {:<7} {:>4} {:>3} {:>8} {:<10} {:<20} {:>7} {}\n",
+        "Instance",
+        "State",
+        "VRID",
+        "Ver",
+        "Priority",
+        "Interface",
+        "Master",
+        "Dropped",
+        "Virtual addresses"
+    );
+    for i in &v.instances {
+        let master = match (&i.master, i.master_priority) {
+            (Some(a), Some(p)) => format!("{a} ({p})"),
+            _ => "-".to_string(),
+        };
+        out.push_str(&format!(
+            "{:<16} {:<7} {:>4} {:>3} {:>8} {:<10} {:<20} {:>7} {}\n",
+            i.name,
+            i.state,
+            i.vrid,
+            i.version,
+            format!("{}/{}", i.effective_priority, i.base_priority),
+            i.interface,
+            master,
+            i.counters.dropped,
+            i.virtual_addresses.join(" ")
+        ));
+    }
+    for g in &v.groups {
+        out.push_str(&format!(
+            "Sync group {} {}: {}\n",
+            g.name,
+            g.state,
+            g.members.join(" ")
+        ));
+    }
+    out
+}
+
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args_os()
         .map(|a| a.to_string_lossy().into_owned())
@@ -251,6 +303,8 @@ fn main() -> ExitCode {
         },
         Personality::Restore => cli.restore(true),
         Personality::Ipvsadm if argv.len() <= 1 => cli.run(Action::ListAll(Format::default())),
+        // An rvs extension (ipvsadm has no such option): the VRRP instances.
+        Personality::Ipvsadm if argv.get(1).map(String::as_str) == Some("--vrrp") => cli.vrrp(),
         Personality::Ipvsadm => {
             let posix = std::env::var_os("POSIXLY_CORRECT").is_some()
                 || std::env::var_os("POSIX_ME_HARDER").is_some();
