@@ -36,7 +36,12 @@ fn backup(cfg: InstanceConfig) -> Vrrp {
 }
 
 /// Feeds `bytes` (from 10.0.0.1 to the group, TTL `ttl`) to a fresh backup.
-fn feed(cfg: InstanceConfig, bytes: &[u8], ttl: u8, dst: IpAddr) -> (Result<(), DropReason>, Counters, Vrrp) {
+fn feed(
+    cfg: InstanceConfig,
+    bytes: &[u8],
+    ttl: u8,
+    dst: IpAddr,
+) -> (Result<(), DropReason>, Counters, Vrrp) {
     let mut v = backup(cfg);
     let res = v.handle_packet(
         0,
@@ -66,7 +71,9 @@ fn each_kind_of_bad_packet_is_dropped_and_counted_by_its_reason() {
     let mut wrong_version = good(150);
     wrong_version.version = VrrpVersion::V3;
     let mut too_many = good(150);
-    too_many.addresses.push(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 101)));
+    too_many
+        .addresses
+        .push(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 101)));
     let mut other_vip = good(150);
     other_vip.addresses = vec![IpAddr::V4(Ipv4Addr::new(10, 9, 9, 9))];
     let mut other_interval = good(150);
@@ -78,44 +85,116 @@ fn each_kind_of_bad_packet_is_dropped_and_counted_by_its_reason() {
     bad_auth_type.auth_type = 7;
     let mut not_advert = ok.clone();
     not_advert[0] = 0x22; // version 2, type 2
-    // Recompute the v2 checksum so only the type is wrong.
+                          // Recompute the v2 checksum so only the type is wrong.
     not_advert[6] = 0;
     not_advert[7] = 0;
     let sum = rvs_wire::checksum::internet_checksum(&[&not_advert]);
     not_advert[6..8].copy_from_slice(&sum.to_be_bytes());
 
     let cases: Vec<(&str, Vec<u8>, u8, IpAddr, DropReason, fn(&Counters) -> u64)> = vec![
-        ("bad checksum", bad_checksum, 255, MCAST, DropReason::Checksum, |c| c.checksum_errors),
-        ("TTL 254", ok.clone(), 254, MCAST, DropReason::Ttl, |c| c.ttl_errors),
-        ("truncated", ok[..ok.len() - 3].to_vec(), 255, MCAST, DropReason::Length, |c| c.length_errors),
-        ("four bytes", ok[..4].to_vec(), 255, MCAST, DropReason::Length, |c| c.length_errors),
-        ("version 3 to a v2 instance", emit(&wrong_version), 255, MCAST, DropReason::Version, |c| {
-            c.version_errors
+        (
+            "bad checksum",
+            bad_checksum,
+            255,
+            MCAST,
+            DropReason::Checksum,
+            |c| c.checksum_errors,
+        ),
+        ("TTL 254", ok.clone(), 254, MCAST, DropReason::Ttl, |c| {
+            c.ttl_errors
         }),
-        ("version 4", {
-            let mut b = ok.clone();
-            b[0] = 0x41;
-            b
-        }, 255, MCAST, DropReason::Version, |c| c.version_errors),
-        ("not an advertisement", not_advert, 255, MCAST, DropReason::Type, |c| c.type_errors),
-        ("two addresses for one", emit(&too_many), 255, MCAST, DropReason::AddressList, |c| {
-            c.address_list_errors
-        }),
-        ("another address", emit(&other_vip), 255, MCAST, DropReason::AddressList, |c| {
-            c.address_list_errors
-        }),
-        ("another interval", emit(&other_interval), 255, MCAST, DropReason::AdvertInterval, |c| {
-            c.advert_interval_errors
-        }),
-        ("a password we do not expect", emit(&with_pass), 255, MCAST, DropReason::AuthTypeMismatch, |c| {
-            c.auth_type_mismatch
-        }),
-        ("auth type 7", emit(&bad_auth_type), 255, MCAST, DropReason::InvalidAuthType, |c| {
-            c.invalid_auth_type
-        }),
-        ("unicast to a multicast instance", ok.clone(), 255, addr(2), DropReason::Delivery, |c| {
-            c.delivery_errors
-        }),
+        (
+            "truncated",
+            ok[..ok.len() - 3].to_vec(),
+            255,
+            MCAST,
+            DropReason::Length,
+            |c| c.length_errors,
+        ),
+        (
+            "four bytes",
+            ok[..4].to_vec(),
+            255,
+            MCAST,
+            DropReason::Length,
+            |c| c.length_errors,
+        ),
+        (
+            "version 3 to a v2 instance",
+            emit(&wrong_version),
+            255,
+            MCAST,
+            DropReason::Version,
+            |c| c.version_errors,
+        ),
+        (
+            "version 4",
+            {
+                let mut b = ok.clone();
+                b[0] = 0x41;
+                b
+            },
+            255,
+            MCAST,
+            DropReason::Version,
+            |c| c.version_errors,
+        ),
+        (
+            "not an advertisement",
+            not_advert,
+            255,
+            MCAST,
+            DropReason::Type,
+            |c| c.type_errors,
+        ),
+        (
+            "two addresses for one",
+            emit(&too_many),
+            255,
+            MCAST,
+            DropReason::AddressList,
+            |c| c.address_list_errors,
+        ),
+        (
+            "another address",
+            emit(&other_vip),
+            255,
+            MCAST,
+            DropReason::AddressList,
+            |c| c.address_list_errors,
+        ),
+        (
+            "another interval",
+            emit(&other_interval),
+            255,
+            MCAST,
+            DropReason::AdvertInterval,
+            |c| c.advert_interval_errors,
+        ),
+        (
+            "a password we do not expect",
+            emit(&with_pass),
+            255,
+            MCAST,
+            DropReason::AuthTypeMismatch,
+            |c| c.auth_type_mismatch,
+        ),
+        (
+            "auth type 7",
+            emit(&bad_auth_type),
+            255,
+            MCAST,
+            DropReason::InvalidAuthType,
+            |c| c.invalid_auth_type,
+        ),
+        (
+            "unicast to a multicast instance",
+            ok.clone(),
+            255,
+            addr(2),
+            DropReason::Delivery,
+            |c| c.delivery_errors,
+        ),
     ];
     for (what, bytes, ttl, dst, reason, counter) in cases {
         let (res, counters, _) = feed(cfg.clone(), &bytes, ttl, dst);
@@ -141,7 +220,10 @@ fn passwords_are_checked_and_unicast_skips_the_ttl_check() {
     let (res, c, _) = feed(cfg.clone(), &emit(&wrong), 255, MCAST);
     assert_eq!((res, c.auth_failures), (Err(DropReason::AuthFailure), 1));
     let (res, c, _) = feed(cfg.clone(), &emit(&good(150)), 255, MCAST);
-    assert_eq!((res, c.auth_type_mismatch), (Err(DropReason::AuthTypeMismatch), 1));
+    assert_eq!(
+        (res, c.auth_type_mismatch),
+        (Err(DropReason::AuthTypeMismatch), 1)
+    );
     let mut right = wrong.clone();
     right.auth_data = *b"secret\0\0";
     assert_eq!(feed(cfg, &emit(&right), 255, MCAST).0, Ok(()));
@@ -150,7 +232,10 @@ fn passwords_are_checked_and_unicast_skips_the_ttl_check() {
     uni.unicast = true;
     let bytes = good(150).emit(addr(1), addr(2)).unwrap();
     assert_eq!(feed(uni.clone(), &bytes, 64, addr(2)).0, Ok(()));
-    assert_eq!(feed(uni, &emit(&good(150)), 255, MCAST).0, Err(DropReason::Delivery));
+    assert_eq!(
+        feed(uni, &emit(&good(150)), 255, MCAST).0,
+        Err(DropReason::Delivery)
+    );
 }
 
 #[test]
@@ -180,7 +265,10 @@ fn bad_packets_do_not_hold_off_a_takeover() {
         now += 100;
     }
     assert_eq!(v.poll_timeout(), Some(silent_takeover));
-    assert_eq!(v.status(0).unwrap().counters.checksum_errors, silent_takeover.as_millis().div_ceil(100));
+    assert_eq!(
+        v.status(0).unwrap().counters.checksum_errors,
+        silent_takeover.as_millis().div_ceil(100)
+    );
 }
 
 #[derive(Clone, Debug)]
@@ -194,7 +282,8 @@ enum Input {
 
 fn input() -> impl Strategy<Value = Input> {
     prop_oneof![
-        (proptest::collection::vec(any::<u8>(), 0..64), any::<u8>()).prop_map(|(b, t)| Input::Packet(b, t)),
+        (proptest::collection::vec(any::<u8>(), 0..64), any::<u8>())
+            .prop_map(|(b, t)| Input::Packet(b, t)),
         (any::<u8>(), any::<bool>()).prop_map(|(p, ok)| Input::Advert(p, ok)),
         any::<u16>().prop_map(Input::Timeout),
         any::<bool>().prop_map(Input::Tracker),

@@ -251,9 +251,9 @@ impl Driver {
                 unicast: !ip.unicast_peers.is_empty(),
                 local_addr: src,
                 garp: ip.garp,
-                lower_prio_no_advert: false,
+                lower_prio_no_advert: ip.lower_prio_no_advert,
                 trackers,
-                down_timer_adverts: 3,
+                down_timer_adverts: ip.down_timer_adverts,
             });
             io.push(InstanceIo {
                 interface: ip.interface.clone(),

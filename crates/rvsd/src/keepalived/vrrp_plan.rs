@@ -83,6 +83,10 @@ pub struct InstancePlan {
     pub garp: GarpConfig,
     pub trackers: Vec<TrackPlan>,
     pub notify: NotifyPlan,
+    /// `lower_prio_no_advert`.
+    pub lower_prio_no_advert: bool,
+    /// `down_timer_adverts` (default 3).
+    pub down_timer_adverts: u32,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -225,11 +229,40 @@ pub fn plan(cfg: &KeepalivedConfig) -> Result<VrrpPlan, TranslateError> {
                 ))
             }
         };
-        let mut trackers = vec![TrackPlan::Interface {
-            name: interface.clone(),
-            weight: 0,
-            reverse: false,
-        }];
+        // A flag keyword, optionally followed by true/false (keepalived's
+        // get_value_from_strvec accepts on/off, yes/no, true/false).
+        let flag = |k: &str| {
+            vi.other
+                .iter()
+                .rev()
+                .find(|(name, _)| name == k)
+                .is_some_and(|(_, v)| {
+                    !v.first().is_some_and(|x| {
+                        matches!(
+                            x.to_ascii_lowercase().as_str(),
+                            "false" | "off" | "no" | "0"
+                        )
+                    })
+                })
+        };
+        let value = |k: &str| {
+            vi.other
+                .iter()
+                .rev()
+                .find(|(name, _)| name == k)
+                .and_then(|(_, v)| v.first())
+                .and_then(|v| v.parse::<u32>().ok())
+        };
+        // `dont_track_primary`: the instance's own interface going down does
+        // not fault it.
+        let mut trackers = Vec::new();
+        if !flag("dont_track_primary") {
+            trackers.push(TrackPlan::Interface {
+                name: interface.clone(),
+                weight: 0,
+                reverse: false,
+            });
+        }
         let group = cfg
             .vrrp_sync_groups
             .iter()
@@ -291,6 +324,11 @@ pub fn plan(cfg: &KeepalivedConfig) -> Result<VrrpPlan, TranslateError> {
                 stop: vi.notify_stop.clone(),
                 generic: vi.notify.clone(),
             },
+            lower_prio_no_advert: flag("lower_prio_no_advert"),
+            down_timer_adverts: value("down_timer_adverts")
+                .or(global_u32(cfg, "vrrp_down_timer_adverts"))
+                .unwrap_or(3)
+                .clamp(1, 100),
         });
     }
     let mut groups = Vec::new();
