@@ -1,6 +1,8 @@
 //! Test helpers: start rvsd on a private socket and state file, run rvsadm against it.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod netns;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
