@@ -472,17 +472,14 @@ fn failover_and_preempt_keepalived_keepalived() {
     failover_and_preempt(11, Keepalived, Keepalived);
 }
 #[test]
-#[ignore = "needs rvsd VRRP driver"]
 fn failover_and_preempt_rvsd_keepalived() {
     failover_and_preempt(12, Rvsd, Keepalived);
 }
 #[test]
-#[ignore = "needs rvsd VRRP driver"]
 fn failover_and_preempt_keepalived_rvsd() {
     failover_and_preempt(13, Keepalived, Rvsd);
 }
 #[test]
-#[ignore = "needs rvsd VRRP driver"]
 fn failover_and_preempt_rvsd_rvsd() {
     failover_and_preempt(14, Rvsd, Rvsd);
 }
@@ -492,17 +489,14 @@ fn graceful_stop_keepalived_keepalived() {
     graceful_stop(21, Keepalived, Keepalived);
 }
 #[test]
-#[ignore = "needs rvsd VRRP driver"]
 fn graceful_stop_rvsd_keepalived() {
     graceful_stop(22, Rvsd, Keepalived);
 }
 #[test]
-#[ignore = "needs rvsd VRRP driver"]
 fn graceful_stop_keepalived_rvsd() {
     graceful_stop(23, Keepalived, Rvsd);
 }
 #[test]
-#[ignore = "needs rvsd VRRP driver"]
 fn graceful_stop_rvsd_rvsd() {
     graceful_stop(24, Rvsd, Rvsd);
 }
@@ -512,17 +506,14 @@ fn nopreempt_keeps_backup_keepalived_keepalived() {
     nopreempt_keeps_backup(31, Keepalived, Keepalived);
 }
 #[test]
-#[ignore = "needs rvsd VRRP driver"]
 fn nopreempt_keeps_backup_rvsd_keepalived() {
     nopreempt_keeps_backup(32, Rvsd, Keepalived);
 }
 #[test]
-#[ignore = "needs rvsd VRRP driver"]
 fn nopreempt_keeps_backup_keepalived_rvsd() {
     nopreempt_keeps_backup(33, Keepalived, Rvsd);
 }
 #[test]
-#[ignore = "needs rvsd VRRP driver"]
 fn nopreempt_keeps_backup_rvsd_rvsd() {
     nopreempt_keeps_backup(34, Rvsd, Rvsd);
 }
@@ -532,17 +523,14 @@ fn auth_mismatch_rejected_keepalived_keepalived() {
     auth_mismatch_rejected(41, Keepalived, Keepalived);
 }
 #[test]
-#[ignore = "needs rvsd VRRP driver"]
 fn auth_mismatch_rejected_rvsd_keepalived() {
     auth_mismatch_rejected(42, Rvsd, Keepalived);
 }
 #[test]
-#[ignore = "needs rvsd VRRP driver"]
 fn auth_mismatch_rejected_keepalived_rvsd() {
     auth_mismatch_rejected(43, Keepalived, Rvsd);
 }
 #[test]
-#[ignore = "needs rvsd VRRP driver"]
 fn auth_mismatch_rejected_rvsd_rvsd() {
     auth_mismatch_rejected(44, Rvsd, Rvsd);
 }
@@ -552,17 +540,14 @@ fn fast_adverts_v3_keepalived_keepalived() {
     fast_adverts_v3(51, Keepalived, Keepalived);
 }
 #[test]
-#[ignore = "needs rvsd VRRP driver"]
 fn fast_adverts_v3_rvsd_keepalived() {
     fast_adverts_v3(52, Rvsd, Keepalived);
 }
 #[test]
-#[ignore = "needs rvsd VRRP driver"]
 fn fast_adverts_v3_keepalived_rvsd() {
     fast_adverts_v3(53, Keepalived, Rvsd);
 }
 #[test]
-#[ignore = "needs rvsd VRRP driver"]
 fn fast_adverts_v3_rvsd_rvsd() {
     fast_adverts_v3(54, Rvsd, Rvsd);
 }
