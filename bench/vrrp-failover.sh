@@ -71,14 +71,14 @@ cargo test -p rvsd --test vrrp_interop --no-run >&2
 FAILED=0
 for ((run = 1; run <= RUNS; run++)); do
 	echo "run $run/$RUNS..." >&2
-	if ! cargo test -q -p rvsd --test vrrp_interop -- --nocapture \
+	if ! cargo test -p rvsd --test vrrp_interop -- --nocapture \
 		--test-threads "$THREADS" "${IGNORED[@]}" "${FILTERS[@]}" \
 		>"$OUT/run$run.log" 2>&1; then
 		FAILED=$((FAILED + 1))
 		echo "run $run had failing tests (see $OUT/run$run.log; --keep keeps it)" >&2
 		KEEP=1
 	fi
-	grep -h '^TAKEOVER ' "$OUT/run$run.log" >>"$OUT/takeover.txt" || true
+	grep -oh 'TAKEOVER scenario=.*' "$OUT/run$run.log" >>"$OUT/takeover.txt" || true
 done
 
 if [[ ! -s "$OUT/takeover.txt" ]]; then
