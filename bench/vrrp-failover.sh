@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/vrrp-failover.sh: VRRP takeover times on a LAN of network namespaces. Runs
-# the takeover scenarios of crates/rvsd/tests/vrrp_interop.rs N times (keepalived on
-# both sides; with --include-ignored also the pairings with rvsd), collects their
+# the takeover scenarios of crates/rvsd/tests/vrrp_interop.rs N times (every pairing
+# of keepalived and rvsd as master and backup), collects their
 # TAKEOVER lines and prints, per (master -> backup pairing, VRRP version, advert_int,
 # mode), the median, min and max takeover in ms, the RFC figure for a backup of
 # priority 100, and the ratio of an rvsd backup's median to a keepalived backup's
@@ -24,7 +24,7 @@ usage() {
 
 Options:
   --runs N            runs of the test binary (default 5)
-  --include-ignored   also run the pairings with rvsd (ignored until rvsd's VRRP driver lands)
+  --include-ignored   also run tests marked #[ignore] (none today)
   --threads N         tests run in parallel within a run (default 2)
   --scenarios LIST    comma-separated test name filters
                       (default failover_and_preempt,graceful_stop,fast_adverts_v3,nopreempt_keeps_backup)
