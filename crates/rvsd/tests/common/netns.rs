@@ -26,7 +26,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags};
-use nix::sched::{setns, CloneFlags};
 use nix::sys::signal::kill;
 pub use nix::sys::signal::Signal;
 use nix::unistd::Pid;
@@ -102,11 +101,9 @@ where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    let path = format!("/run/netns/{ns}");
+    let ns = ns.to_string();
     std::thread::spawn(move || {
-        let file = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
-        setns(file.as_fd(), CloneFlags::CLONE_NEWNET)
-            .unwrap_or_else(|e| panic!("setns {path}: {e}"));
+        rvs_sys::netns::enter(&ns).unwrap_or_else(|e| panic!("enter netns {ns}: {e}"));
         f()
     })
 }
@@ -676,23 +673,22 @@ pub struct Advert {
     pub priority: u8,
 }
 
-/// Parses an IPv4 packet carrying VRRP (RFC 3768 / RFC 5798 section 5.1: version in the
-/// high nibble of byte 0, VRID in byte 1, priority in byte 2).
+/// Decodes an IPv4 datagram carrying VRRP with rvs-wire (every check: lengths,
+/// version, type, checksum), so a malformed advert from either implementation shows.
 fn parse_advert(packet: &[u8], at: Instant) -> Option<Advert> {
-    let header_len = usize::from(packet.first()? & 0x0f) * 4;
-    let src = Ipv4Addr::new(
-        *packet.get(12)?,
-        *packet.get(13)?,
-        *packet.get(14)?,
-        *packet.get(15)?,
-    );
-    let vrrp = packet.get(header_len..)?;
+    let (header, payload) = rvs_wire::ipv4::parse_ipv4(packet).ok()?;
+    let repr =
+        rvs_wire::vrrp::VrrpRepr::parse(payload, IpAddr::V4(header.src), IpAddr::V4(header.dst))
+            .ok()?;
     Some(Advert {
         at,
-        src,
-        version: vrrp.first()? >> 4,
-        vrid: *vrrp.get(1)?,
-        priority: *vrrp.get(2)?,
+        src: header.src,
+        version: match repr.version {
+            rvs_wire::vrrp::VrrpVersion::V2 => 2,
+            rvs_wire::vrrp::VrrpVersion::V3 => 3,
+        },
+        vrid: repr.vrid,
+        priority: repr.priority,
     })
 }
 
