@@ -61,6 +61,16 @@ fn emit(r: &VrrpRepr) -> Vec<u8> {
     r.emit(addr(1), MCAST).unwrap()
 }
 
+/// What is sent, with which TTL, to where; the drop it must give and its counter.
+type Case = (
+    &'static str,
+    Vec<u8>,
+    u8,
+    IpAddr,
+    DropReason,
+    fn(&Counters) -> u64,
+);
+
 #[test]
 fn each_kind_of_bad_packet_is_dropped_and_counted_by_its_reason() {
     let cfg = instance("VI_1", 2, 100);
@@ -91,7 +101,7 @@ fn each_kind_of_bad_packet_is_dropped_and_counted_by_its_reason() {
     let sum = rvs_wire::checksum::internet_checksum(&[&not_advert]);
     not_advert[6..8].copy_from_slice(&sum.to_be_bytes());
 
-    let cases: Vec<(&str, Vec<u8>, u8, IpAddr, DropReason, fn(&Counters) -> u64)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "bad checksum",
             bad_checksum,
