@@ -24,14 +24,11 @@ use tokio::io::unix::AsyncFd;
 
 use crate::SysError;
 
-/// IANA protocol number of VRRP (RFC 5798 section 5.1.1.4).
-const IPPROTO_VRRP: i32 = 112;
-/// The VRRP IPv4 multicast group (RFC 5798 section 5.1.1.2).
-const VRRP_GROUP_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
-/// The VRRP IPv6 multicast group (RFC 5798 section 5.1.2.2).
-const VRRP_GROUP_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12);
-/// TTL / hop limit VRRP packets are sent with (RFC 5798 section 5.1.1.3).
-const VRRP_TTL: u32 = 255;
+// The protocol number, groups and TTL are rvs-wire's (RFC 5798 section 5.1).
+const IPPROTO_VRRP: i32 = rvs_wire::vrrp::IPPROTO_VRRP as i32;
+const VRRP_GROUP_V4: Ipv4Addr = rvs_wire::vrrp::VRRP_MCAST_V4;
+const VRRP_GROUP_V6: Ipv6Addr = rvs_wire::vrrp::VRRP_MCAST_V6;
+const VRRP_TTL: u32 = rvs_wire::vrrp::VRRP_TTL as u32;
 
 /// A raw `IPPROTO_VRRP` socket on one interface and family, non-blocking and
 /// registered with tokio.
@@ -260,20 +257,15 @@ fn recv_v4(raw: RawFd, buf: &mut [u8]) -> io::Result<Received> {
     })
 }
 
-/// Source, destination and TTL from an IPv4 header; unspecified / `None` when
-/// the bytes are too short or not IPv4.
-fn ipv4_header_facts(packet: &[u8]) -> (IpAddr, IpAddr, Option<u8>) {
-    let unspecified = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
-    let version_ok = packet.first().is_some_and(|b| b >> 4 == 4);
-    let field = |range: std::ops::Range<usize>| {
-        packet
-            .get(range)
-            .and_then(|b| <[u8; 4]>::try_from(b).ok())
-            .map(|octets| IpAddr::V4(Ipv4Addr::from(octets)))
-    };
-    match (version_ok, field(12..16), field(16..20), packet.get(8)) {
-        (true, Some(src), Some(dst), Some(ttl)) => (src, dst, Some(*ttl)),
-        _ => (unspecified, unspecified, None),
+/// Source, destination and TTL of an IPv4 datagram, read by rvs-wire's header
+/// parser; unspecified / `None` when it is not a whole IPv4 datagram.
+fn ipv4_header_facts(datagram: &[u8]) -> (IpAddr, IpAddr, Option<u8>) {
+    match rvs_wire::ipv4::parse_ipv4(datagram) {
+        Ok((h, _)) => (IpAddr::V4(h.src), IpAddr::V4(h.dst), Some(h.ttl)),
+        Err(_) => {
+            let unspecified = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+            (unspecified, unspecified, None)
+        }
     }
 }
 
@@ -342,6 +334,7 @@ mod tests {
     fn ipv4_header_facts_reads_addresses_and_ttl() {
         let mut header = [0u8; 20];
         header[0] = 0x45;
+        header[3] = 20; // total length: the header alone
         header[8] = 255;
         header[12..16].copy_from_slice(&[10, 0, 0, 1]);
         header[16..20].copy_from_slice(&[224, 0, 0, 18]);

@@ -163,8 +163,7 @@ impl Pair {
 
 /// The IPv4 datagram's payload after its header (IHL words).
 fn ipv4_payload(datagram: &[u8]) -> &[u8] {
-    let header_len = usize::from(datagram[0] & 0x0f) * 4;
-    &datagram[header_len..]
+    rvs_wire::ipv4::parse_ipv4(datagram).unwrap().1
 }
 
 #[test]
