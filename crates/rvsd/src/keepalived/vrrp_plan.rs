@@ -158,9 +158,10 @@ fn address_plan(a: &VrrpAddress) -> AddressPlan {
     }
 }
 
-fn global_u32(cfg: &KeepalivedConfig, key: &str) -> Option<u32> {
-    cfg.global
-        .other
+/// The number after the last `key` of a keyword list (`global_defs` or an
+/// instance's `other`); later lines win, as in keepalived.
+fn last_u32(other: &[(String, Vec<String>)], key: &str) -> Option<u32> {
+    other
         .iter()
         .rev()
         .find(|(k, _)| k == key)
@@ -172,7 +173,7 @@ fn global_u32(cfg: &KeepalivedConfig, key: &str) -> Option<u32> {
 pub fn plan(cfg: &KeepalivedConfig) -> Result<VrrpPlan, TranslateError> {
     let scripts: Vec<ScriptPlan> = cfg.vrrp_scripts.iter().map(script_plan).collect();
     let script_index = |name: &str| cfg.vrrp_scripts.iter().position(|s| s.name == name);
-    let default_version = match global_u32(cfg, "vrrp_version") {
+    let default_version = match last_u32(&cfg.global.other, "vrrp_version") {
         Some(3) => VrrpVersion::V3,
         _ => VrrpVersion::V2,
     };
@@ -244,14 +245,6 @@ pub fn plan(cfg: &KeepalivedConfig) -> Result<VrrpPlan, TranslateError> {
                         )
                     })
                 })
-        };
-        let value = |k: &str| {
-            vi.other
-                .iter()
-                .rev()
-                .find(|(name, _)| name == k)
-                .and_then(|(_, v)| v.first())
-                .and_then(|v| v.parse::<u32>().ok())
         };
         // `dont_track_primary`: the instance's own interface going down does
         // not fault it.
@@ -325,8 +318,8 @@ pub fn plan(cfg: &KeepalivedConfig) -> Result<VrrpPlan, TranslateError> {
                 generic: vi.notify.clone(),
             },
             lower_prio_no_advert: flag("lower_prio_no_advert"),
-            down_timer_adverts: value("down_timer_adverts")
-                .or(global_u32(cfg, "vrrp_down_timer_adverts"))
+            down_timer_adverts: last_u32(&vi.other, "down_timer_adverts")
+                .or(last_u32(&cfg.global.other, "vrrp_down_timer_adverts"))
                 .unwrap_or(3)
                 .clamp(1, 100),
         });
@@ -515,6 +508,45 @@ mod tests {
         );
         assert_eq!(p.groups[0].members, vec![0]);
         assert_eq!(p.scripts[0].interval, Span::from_secs(2));
+    }
+
+    #[test]
+    fn instance_flags_and_down_timer_adverts() {
+        let cfg = parse(
+            "global_defs {
+               vrrp_down_timer_adverts 5
+             }
+             vrrp_instance A {
+               interface eth0
+               virtual_router_id 1
+               dont_track_primary
+               lower_prio_no_advert
+               down_timer_adverts 4
+               virtual_ipaddress {
+                 10.0.0.1
+               }
+             }
+             vrrp_instance B {
+               interface eth0
+               virtual_router_id 2
+               lower_prio_no_advert false
+               virtual_ipaddress {
+                 10.0.0.2
+               }
+             }",
+        );
+        let p = plan(&cfg).unwrap();
+        let (a, b) = (&p.instances[0], &p.instances[1]);
+        assert!(
+            a.trackers.is_empty(),
+            "dont_track_primary: {:?}",
+            a.trackers
+        );
+        assert!(a.lower_prio_no_advert);
+        assert_eq!(a.down_timer_adverts, 4);
+        assert_eq!(b.trackers.len(), 1, "its own interface");
+        assert!(!b.lower_prio_no_advert);
+        assert_eq!(b.down_timer_adverts, 5, "global_defs default");
     }
 
     #[test]
