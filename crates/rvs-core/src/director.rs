@@ -268,6 +268,20 @@ pub enum OutVerdict {
     Pass,
 }
 
+/// A hash scheduler's table as [`Director::hash_table`] gives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HashTable {
+    pub kind: SchedulerKind,
+    /// sh and dh: the `hash_32` bits (the table has `2^bits` slots); mh: 0.
+    pub bits: u32,
+    /// Number of slots.
+    pub size: u32,
+    /// `sh-port` / `mh-port`: the source port is part of the key.
+    pub port: bool,
+    /// Slot -> destination.
+    pub slots: Vec<Option<DestId>>,
+}
+
 /// What the protocol of a connection is, from its key.
 fn proto_of(c: &Conn) -> Option<Protocol> {
     Protocol::from_number(c.key.proto)
@@ -1070,6 +1084,43 @@ impl Director {
             }
             _ => false,
         }
+    }
+
+    /// The bucket table of a hash-scheduled service (sh, dh, mh), built by the
+    /// same pure functions its scheduler uses, with list positions turned into
+    /// destination ids, so that a data plane can copy it and choose exactly as the
+    /// scheduler does. `None` for other schedulers, an unknown id, or an mh table
+    /// that cannot be built. Overload and weight 0 are not in the table: the
+    /// scheduler refuses such a destination at lookup, so a copy must not pick it.
+    pub fn hash_table(&self, id: ServiceId) -> Option<HashTable> {
+        let svc = self.services.get(id.index())?;
+        let set = DestSet::new(&svc.order, &self.dests);
+        let (positions, bits, size) = match svc.config.scheduler {
+            SchedulerKind::Sh => {
+                let bits = crate::sched::sh::table_bits(self.cfg.sched.sh_tab_bits);
+                (crate::sched::sh::build_table(set, bits), bits, 1u32 << bits)
+            }
+            SchedulerKind::Dh => {
+                let bits = crate::sched::dh::TAB_BITS;
+                (crate::sched::dh::build_table(set), bits, 1u32 << bits)
+            }
+            SchedulerKind::Mh => {
+                let size = self.cfg.sched.mh_tab_size;
+                (crate::sched::mh::build_table(set, size).ok()?, 0, size)
+            }
+            _ => return None,
+        };
+        let slots = positions
+            .iter()
+            .map(|p| p.and_then(|p| svc.order.get(p as usize).copied()))
+            .collect();
+        Some(HashTable {
+            kind: svc.config.scheduler,
+            bits,
+            size,
+            port: svc.config.sched_flags.flag2 && svc.config.scheduler != SchedulerKind::Dh,
+            slots,
+        })
     }
 
     /// Handles a packet from a client to a virtual address.

@@ -717,3 +717,37 @@ fn segments_and_traffic_by_id_follow_the_packet_path() {
     assert!(!d.handle_segment(id, &key, false, TcpFlags::ACK, 0, later));
     d.check_invariants().unwrap();
 }
+
+#[test]
+fn hash_table_copies_pick_what_the_scheduler_picks() {
+    use crate::sched::hash::{fold_addr, hash_32, hsiphash_u32};
+    let dests = [("10.1.0.1", 1), ("10.1.0.2", 3), ("10.1.0.3", 2)];
+    for kind in [SchedulerKind::Sh, SchedulerKind::Dh, SchedulerKind::Mh] {
+        let (mut d, key) = setup(kind, &dests, Forward::Route);
+        let sid = d.service_by_key(&key).unwrap().id;
+        let table = d.hash_table(sid).unwrap();
+        assert_eq!(table.slots.len(), table.size as usize);
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..300u32 {
+            let client = IpAddr::V4(Ipv4Addr::from(0x0a63_0000 + i * 7919));
+            let slot = match kind {
+                SchedulerKind::Sh => hash_32(fold_addr(client), table.bits),
+                SchedulerKind::Dh => hash_32(fold_addr(vip()), table.bits),
+                _ => hsiphash_u32(fold_addr(client), &crate::sched::mh::HASH1_KEY) % table.size,
+            };
+            let copied = table.slots[slot as usize]
+                .and_then(|id| d.dest(id))
+                .map(|x| x.config.addr);
+            let v = d.handle_in(
+                &Packet::tcp(client, 1000, vip(), 80, TcpFlags::SYN),
+                Time::ZERO,
+            );
+            assert_eq!(copied, fwd_addr(v), "{kind:?} client {client}");
+            seen.extend(copied);
+        }
+        let spread = if kind == SchedulerKind::Dh { 1 } else { 3 };
+        assert_eq!(seen.len(), spread, "{kind:?}");
+    }
+    let (d, key) = setup(SchedulerKind::Wlc, &dests, Forward::Route);
+    assert!(d.hash_table(d.service_by_key(&key).unwrap().id).is_none());
+}

@@ -23,7 +23,8 @@ pub use conn::tcp::{TcpFlags, TcpState};
 pub use conn::{Conn, ConnId, ConnKey};
 pub use dest::{Dest, DestId};
 pub use director::{
-    Director, DirectorConfig, Forwarding, InVerdict, OutVerdict, Packet, SctpInfo, Sysctl, Timeouts,
+    Director, DirectorConfig, Forwarding, HashTable, InVerdict, OutVerdict, Packet, SctpInfo,
+    Sysctl, Timeouts,
 };
 pub use error::{ConfigError, CoreError};
 pub use model::*;
