@@ -34,6 +34,8 @@ const SVC_F_SCHED3: u32 = 0x20;
 const CONN_F_MASQ: u32 = 0;
 const CONN_F_TUNNEL: u32 = 2;
 const CONN_F_DROUTE: u32 = 3;
+/// rvs extension: FullNAT (`--fullnat`); the kernel has no such method (4 is BYPASS).
+const CONN_F_FULLNAT: u32 = 5;
 const CONN_F_FWD_MASK: u32 = 7;
 
 /// `IPVS_SVC_PERSISTENT_TIMEOUT`.
@@ -468,6 +470,10 @@ fn parse_options(
                 } else {
                     CONN_F_MASQ
                 };
+            }
+            popt::TAG_FULLNAT => {
+                set_option(e, OPTC_FORWARD)?;
+                e.dest.conn_flags = CONN_F_FULLNAT;
             }
             v if v == i32::from(b'w') => {
                 set_option(e, OPTC_WEIGHT)?;
@@ -1092,6 +1098,7 @@ fn server_spec(d: &Dest) -> ServerSpec {
     let forward = match d.conn_flags & CONN_F_FWD_MASK {
         CONN_F_MASQ => ForwardSpec::Masq,
         CONN_F_TUNNEL => ForwardSpec::Tunnel,
+        CONN_F_FULLNAT => ForwardSpec::Fullnat,
         _ => ForwardSpec::Route,
     };
     let tunnel = (forward == ForwardSpec::Tunnel).then_some(TunnelSpec {

@@ -57,6 +57,8 @@ pub(crate) const TAG_TUN_PORT: i32 = 148;
 pub(crate) const TAG_TUN_NOCSUM: i32 = 149;
 pub(crate) const TAG_TUN_CSUM: i32 = 150;
 pub(crate) const TAG_TUN_REMCSUM: i32 = 151;
+/// rvs extension (not in ipvsadm): `--fullnat`, source and destination NAT.
+pub(crate) const TAG_FULLNAT: i32 = 160;
 
 const fn o(long: &'static str, short: u8, kind: ArgKind, val: i32) -> OptDef {
     OptDef {
@@ -101,6 +103,7 @@ pub(crate) static OPTIONS: &[OptDef] = &[
     o("masquerading", b'm', N, b'm' as i32),
     o("ipip", b'i', N, b'i' as i32),
     o("gatewaying", b'g', N, b'g' as i32),
+    o("fullnat", 0, N, TAG_FULLNAT),
     o("weight", b'w', S, b'w' as i32),
     o("u-threshold", b'x', S, b'x' as i32),
     o("l-threshold", b'y', S, b'y' as i32),

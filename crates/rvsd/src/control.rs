@@ -69,6 +69,8 @@ pub struct Control {
     keepalived: Option<Keepalived>,
     /// The VRRP driver's status, when the file has `vrrp_instance` blocks.
     vrrp: Option<std::sync::Arc<std::sync::Mutex<rvs_api::VrrpView>>>,
+    /// The XDP packet plane's counters, when it runs.
+    xdp: Option<std::sync::Arc<std::sync::Mutex<crate::xdp::XdpView>>>,
 }
 
 impl Control {
@@ -97,6 +99,7 @@ impl Control {
             publisher: None,
             keepalived: None,
             vrrp: None,
+            xdp: None,
         })
     }
 
@@ -261,6 +264,19 @@ impl Control {
     }
 
     /// Serves `status` (the VRRP driver's) on `GET /v1/vrrp`.
+    pub fn attach_xdp(&mut self, view: std::sync::Arc<std::sync::Mutex<crate::xdp::XdpView>>) {
+        self.xdp = Some(view);
+    }
+
+    /// The packet plane's counters (`GET /v1/xdp`), when it runs.
+    pub fn xdp_view(&self) -> Option<crate::xdp::XdpView> {
+        let view = self.xdp.as_ref()?;
+        Some(match view.lock() {
+            Ok(v) => v.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        })
+    }
+
     pub fn attach_vrrp(&mut self, status: std::sync::Arc<std::sync::Mutex<rvs_api::VrrpView>>) {
         self.vrrp = Some(status);
     }

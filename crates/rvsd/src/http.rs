@@ -74,6 +74,7 @@ pub fn router(shared: Shared) -> Router {
         .route("/v1/commands", post(commands))
         .route("/v1/reload", post(reload))
         .route("/v1/vrrp", get(vrrp))
+        .route("/v1/xdp", get(xdp))
         .fallback(not_found)
         // A whole `ipvsadm -R` of tens of thousands of rules is one request.
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -151,6 +152,16 @@ async fn vrrp(State(shared): State<Shared>) -> Result<Response, ApiResponse> {
         None => Err(ApiResponse(ApiError::new(
             ErrorKind::NotFound,
             "no VRRP instance runs (rvsd runs VRRP from the vrrp_instance blocks of -f FILE)",
+        ))),
+    }
+}
+
+async fn xdp(State(shared): State<Shared>) -> Result<Response, ApiResponse> {
+    match lock(&shared).xdp_view() {
+        Some(view) => Ok(Json(view).into_response()),
+        None => Err(ApiResponse(ApiError::new(
+            ErrorKind::NotFound,
+            "the XDP packet plane is not running (rvsd --data-plane xdp)",
         ))),
     }
 }

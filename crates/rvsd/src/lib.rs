@@ -12,3 +12,4 @@ pub mod paths;
 pub mod server;
 pub mod state;
 pub mod vrrp;
+pub mod xdp;

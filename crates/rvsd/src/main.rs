@@ -34,9 +34,30 @@ struct Args {
     /// File whose first line is the bearer token for --listen
     #[arg(long, env = "RVS_TOKEN_FILE")]
     token_file: Option<PathBuf>,
-    /// Data plane: `socket` serves the virtual services as sockets (no privileges needed), `none` only keeps the table
+    /// Data plane: `socket` serves the virtual services as sockets (no privileges needed), `xdp` forwards packets in the kernel with the LVS methods (DR, TUN, NAT, FullNAT; needs CAP_NET_ADMIN, CAP_NET_RAW and CAP_BPF, and --xdp-iface), `none` only keeps the table
     #[arg(long, value_enum, default_value_t = DataPlane::Socket)]
     data_plane: DataPlane,
+    /// XDP plane: interface to attach the program to (repeat for several)
+    #[arg(long = "xdp-iface")]
+    xdp_iface: Vec<String>,
+    /// XDP plane: attach in generic (SKB) mode instead of native
+    #[arg(long)]
+    xdp_generic: bool,
+    /// XDP plane: FullNAT local address (repeat; one per family at least)
+    #[arg(long = "fnat-local")]
+    fnat_local: Vec<std::net::IpAddr>,
+    /// XDP plane: outer source address of IPIP/GUE tunnels (one IPv4 and/or one IPv6)
+    #[arg(long = "tun-source")]
+    tun_source: Vec<std::net::IpAddr>,
+    /// XDP plane: low bits of the IPv4 outer source taken from the flow hash, so that real servers spread tunnelled flows over their queues (0..=16)
+    #[arg(long, default_value_t = 0)]
+    tun_spread_bits: u32,
+    /// XDP plane: new-flow upcalls allowed per second per CPU before the flood guard drops them (0: no guard)
+    #[arg(long, default_value_t = 200_000)]
+    upcall_rate: u32,
+    /// XDP plane: burst of the flood guard's token bucket
+    #[arg(long, default_value_t = 10_000)]
+    upcall_burst: u32,
     /// Socket plane worker threads [default: one per CPU]
     #[arg(long)]
     plane_threads: Option<usize>,
@@ -72,6 +93,7 @@ struct Args {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum DataPlane {
     Socket,
+    Xdp,
     None,
 }
 
@@ -168,6 +190,15 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
                 connect_retries: args.connect_retries,
                 ..d
             }
+        }),
+        xdp: (args.data_plane == DataPlane::Xdp).then(|| rvsd::xdp::XdpOptions {
+            interfaces: args.xdp_iface.clone(),
+            generic: args.xdp_generic,
+            fnat_pool: args.fnat_local.clone(),
+            tun_source: args.tun_source.clone(),
+            tun_spread_bits: args.tun_spread_bits,
+            upcall_rate: args.upcall_rate,
+            upcall_burst: args.upcall_burst,
         }),
         expire_nodest_conn: args.expire_nodest_conn,
         demo: args.demo.then_some(demo::DemoConfig {

@@ -41,6 +41,8 @@ pub struct Options {
     pub token: Option<String>,
     /// The socket data plane's settings; `None` runs no data plane.
     pub plane: Option<PlaneConfig>,
+    /// The XDP packet plane's settings (`--data-plane xdp`).
+    pub xdp: Option<crate::xdp::XdpOptions>,
     /// The kernel's `expire_nodest_conn` sysctl: connections of a removed real
     /// server are cut at once instead of running to their end.
     pub expire_nodest_conn: bool,
@@ -87,6 +89,8 @@ pub enum ServerError {
     Demo(#[from] DemoError),
     #[error(transparent)]
     Vrrp(#[from] crate::vrrp::VrrpStartError),
+    #[error(transparent)]
+    Xdp(#[from] crate::xdp::XdpStartError),
     #[error("{path}: {source}")]
     Keepalived {
         path: PathBuf,
@@ -273,6 +277,25 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), S
         lock(&shared).attach_vrrp(driver.status());
         tracing::info!(instances = vrrp_plan.instances.len(), "VRRP running");
         tasks.push(tokio::spawn(driver.run(quit_rx.clone())));
+    }
+
+    if let Some(xo) = &opts.xdp {
+        match crate::xdp::XdpPlane::open(xo) {
+            Ok(mut plane) => {
+                plane.sync_table(&shared).await;
+                lock(&shared).attach_xdp(plane.view());
+                tracing::info!(interfaces = ?xo.interfaces, "XDP packet plane attached");
+                tasks.push(tokio::spawn(plane.run(shared.clone(), quit_rx.clone())));
+            }
+            Err(e) => {
+                let _ = quit_tx.send(true);
+                for t in tasks {
+                    let _ = t.await;
+                }
+                let _ = std::fs::remove_file(&opts.socket);
+                return Err(e.into());
+            }
+        }
     }
 
     if let Some(wake) = health_wake {

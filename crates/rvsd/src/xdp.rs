@@ -1,0 +1,880 @@
+//! The XDP packet plane's driver: keeps the BPF maps equal to the core's table,
+//! answers upcalls with the core's decision, and feeds the core what the fast
+//! path saw, so that `rvsadm -Lnc`, `-Ln --stats` and `--rate` show packet-plane
+//! flows like any other.
+//!
+//! - **Table sync** (every [`SYNC_EVERY`]): virtual services become `rvs_vips`
+//!   entries, their destinations `rvs_reals` slots (next-hop MACs resolved through
+//!   the kernel's routes and neighbours), and sh/dh/mh services copy the core's
+//!   bucket table ([`Director::hash_table`]) into `rvs_hash`, so that XDP can
+//!   decide their new flows bit for bit as the core would.
+//! - **Upcalls**: a packet the program sent up is parsed by the reference engine,
+//!   decided by `Director::handle_in`, its flow entries installed, and the packet
+//!   rewritten by the same engine and sent out of its egress interface.
+//! - **Notifications**: TCP control packets of known flows move the core's state
+//!   (`handle_segment`); flows that XDP created (sh/dh/mh) are confirmed with
+//!   `handle_in`, which creates the core's connection.
+//! - **Traffic sync** (every [`TRAFFIC_EVERY`]): fast-path packet and byte
+//!   counts and last-seen times go to `handle_traffic`; entries whose connection
+//!   the core expired are deleted from the flow map.
+//!
+//! Invariant: every registered flow names a live core connection with the same
+//! key, or is removed at the next traffic sync.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use rvs_core::{
+    ConnId, ConnKey, Counters, DestId, Director, Forward, InVerdict, Packet, Protocol,
+    SchedulerKind, ServiceKey, TcpFlags, Time, TunnelKind,
+};
+use rvs_sys::caps::{missing_capabilities, Capability};
+use rvs_sys::FrameSender;
+use rvs_xdp::abi::{self, FlowKey};
+use rvs_xdp::engine::{self, Parsed, Verdict};
+use rvs_xdp::loader::{AttachMode, Loaded};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::watch;
+
+use crate::http::{lock, Shared};
+
+/// How often the maps are brought in line with the table.
+pub const SYNC_EVERY: Duration = Duration::from_millis(250);
+/// How often fast-path counters are folded into the core.
+pub const TRAFFIC_EVERY: Duration = Duration::from_secs(1);
+/// Events handled per lock of the control plane.
+const EVENT_BATCH: usize = 256;
+
+/// What `rvsd --data-plane xdp` was asked for.
+#[derive(Clone, Debug, Default)]
+pub struct XdpOptions {
+    /// Interfaces the program is attached to.
+    pub interfaces: Vec<String>,
+    /// Generic (SKB) mode instead of native XDP.
+    pub generic: bool,
+    /// FullNAT local addresses.
+    pub fnat_pool: Vec<IpAddr>,
+    /// Outer source addresses of tunnels (one per family).
+    pub tun_source: Vec<IpAddr>,
+    /// Low bits of the IPv4 outer source spread by flow hash.
+    pub tun_spread_bits: u32,
+    /// New-flow upcalls per second per CPU (0: no guard).
+    pub upcall_rate: u32,
+    pub upcall_burst: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum XdpStartError {
+    #[error("the XDP packet plane needs {0} (run as root, or grant it with setcap/AmbientCapabilities)")]
+    Capability(String),
+    #[error("the XDP packet plane needs at least one --xdp-iface")]
+    NoInterface,
+    #[error("interface {name}: {source}")]
+    Interface {
+        name: String,
+        source: rvs_sys::SysError,
+    },
+    #[error(transparent)]
+    Xdp(#[from] rvs_xdp::error::XdpError),
+    #[error("AF_PACKET sender on {name}: {source}")]
+    Sender {
+        name: String,
+        source: rvs_sys::SysError,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Counters of the driver itself (the program's own are in `rvs_stats`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DriverCounters {
+    pub upcalls: u64,
+    pub upcalls_forwarded: u64,
+    pub upcalls_refused: u64,
+    pub upcalls_passed: u64,
+    pub new_confirmed: u64,
+    /// XDP picked another real server than the core (the entry is corrected).
+    pub new_mismatch: u64,
+    pub control: u64,
+    pub unknown_flow: u64,
+    pub send_errors: u64,
+    pub unresolved_reals: u64,
+}
+
+/// What `GET /v1/xdp` shows: the program's counters (summed over CPUs) and the driver's.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct XdpView {
+    pub interfaces: Vec<String>,
+    pub program: std::collections::BTreeMap<String, u64>,
+    pub driver: DriverCounters,
+    pub flows: usize,
+}
+
+/// One flow the plane installed, bound to its core connection.
+#[derive(Clone, Debug)]
+struct FlowRec {
+    key: ConnKey,
+    in_key: FlowKey,
+    out_key: Option<FlowKey>,
+    /// Fast-path counters already folded into the core: (in pkts, in bytes, out pkts, out bytes).
+    folded: [u64; 4],
+}
+
+/// What one table sync wants in the maps.
+#[derive(Default)]
+struct Wanted {
+    vips: HashMap<abi::VipKey, abi::Vip>,
+    vip_addrs: HashSet<abi::VipKey>,
+    reals: HashMap<u32, abi::Real>,
+    hash: Vec<(u32, Vec<u32>)>,
+}
+
+pub struct XdpPlane {
+    loaded: Loaded,
+    config: abi::Config,
+    senders: HashMap<u32, FrameSender>,
+    /// Destination -> `rvs_reals` index.
+    real_index: HashMap<DestId, u32>,
+    free_reals: Vec<u32>,
+    next_real: u32,
+    written: Wanted,
+    written_reals: HashMap<u32, abi::Real>,
+    next_hops: HashMap<IpAddr, rvs_sys::NextHop>,
+    flows: HashMap<ConnId, FlowRec>,
+    by_flow: HashMap<FlowKey, (ConnId, bool)>,
+    fnat_next_port: HashMap<IpAddr, u16>,
+    fnat_in_use: HashSet<FlowKey>,
+    fnat_pool: Vec<IpAddr>,
+    counters: DriverCounters,
+    events: Vec<abi::Event>,
+    view: std::sync::Arc<std::sync::Mutex<XdpView>>,
+}
+
+/// CLOCK_MONOTONIC in nanoseconds, the clock of `bpf_ktime_get_ns`.
+fn monotonic_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| {
+            u64::try_from(t.tv_sec())
+                .unwrap_or(0)
+                .saturating_mul(1_000_000_000)
+                .saturating_add(u64::try_from(t.tv_nsec()).unwrap_or(0))
+        })
+        .unwrap_or(0)
+}
+
+fn method_of(f: &Forward) -> Option<u8> {
+    match f {
+        Forward::Route => Some(abi::METHOD_DR),
+        Forward::Tunnel(t) if t.kind != TunnelKind::Gre => Some(abi::METHOD_TUN),
+        Forward::Masq => Some(abi::METHOD_NAT),
+        Forward::FullNat => Some(abi::METHOD_FNAT),
+        _ => None,
+    }
+}
+
+/// What a service looks like to the plane, copied out under the lock.
+struct ServiceSnap {
+    vip: IpAddr,
+    port: u16,
+    proto: u8,
+    svc: u32,
+    xdp_sched: Option<(u8, rvs_core::HashTable)>,
+    dests: Vec<DestSnap>,
+}
+
+struct DestSnap {
+    id: DestId,
+    addr: IpAddr,
+    port: u16,
+    forward: Forward,
+    usable: bool,
+}
+
+fn snapshot(d: &Director) -> Vec<ServiceSnap> {
+    let mut out = Vec::new();
+    for svc in d.services() {
+        let ServiceKey::Addr { proto, addr, port } = svc.config.key else {
+            continue; // fwmark services: issue 10's classifier
+        };
+        if !matches!(proto, Protocol::Tcp | Protocol::Udp) {
+            continue;
+        }
+        let dests: Vec<DestSnap> = d
+            .dests_of(svc)
+            .map(|x| DestSnap {
+                id: x.id,
+                addr: x.config.addr,
+                port: x.config.port,
+                forward: x.config.forward,
+                usable: x.available && x.weight() > 0 && !x.overloaded,
+            })
+            .collect();
+        let methods: HashSet<Option<u8>> = dests.iter().map(|x| method_of(&x.forward)).collect();
+        let simple = svc.config.persistence.is_none()
+            && !svc.config.one_packet
+            && methods.len() == 1
+            && !methods.contains(&Some(abi::METHOD_FNAT))
+            && !methods.contains(&None)
+            && d
+                .dests_of(svc)
+                .all(|x| x.config.u_threshold == 0 && x.config.l_threshold == 0);
+        let xdp_sched = if simple {
+            let kind = match svc.config.scheduler {
+                SchedulerKind::Sh => Some(abi::SCHED_SH),
+                SchedulerKind::Dh => Some(abi::SCHED_DH),
+                SchedulerKind::Mh => Some(abi::SCHED_MH),
+                _ => None,
+            };
+            kind.and_then(|k| d.hash_table(svc.id).map(|t| (k, t)))
+        } else {
+            None
+        };
+        out.push(ServiceSnap {
+            vip: addr,
+            port,
+            proto: proto.number(),
+            svc: svc.id.0,
+            xdp_sched,
+            dests,
+        });
+    }
+    out
+}
+
+impl XdpPlane {
+    /// Loads and attaches the program; says which capability is missing first.
+    pub fn open(opts: &XdpOptions) -> Result<XdpPlane, XdpStartError> {
+        let missing = missing_capabilities(&[Capability::NetAdmin, Capability::NetRaw]);
+        if !missing.is_empty() {
+            let names: Vec<&str> = missing.iter().map(|c| c.name()).collect();
+            return Err(XdpStartError::Capability(names.join(" and ")));
+        }
+        // Loading BPF needs CAP_BPF (or CAP_SYS_ADMIN on older kernels).
+        if missing_capabilities(&[Capability::Bpf]).len() == 1
+            && missing_capabilities(&[Capability::SysAdmin]).len() == 1
+        {
+            return Err(XdpStartError::Capability("CAP_BPF".into()));
+        }
+        if opts.interfaces.is_empty() {
+            return Err(XdpStartError::NoInterface);
+        }
+        let mut loaded = Loaded::load(rvs_xdp::XDP_OBJECT)?;
+        let mut senders = HashMap::new();
+        for name in &opts.interfaces {
+            let iface = rvs_sys::interface(name).map_err(|source| XdpStartError::Interface {
+                name: name.clone(),
+                source,
+            })?;
+            let mode = if opts.generic {
+                AttachMode::Generic
+            } else {
+                AttachMode::Native
+            };
+            loaded.attach(name, mode)?;
+            loaded.add_tx_port(iface.index)?;
+            let sender =
+                FrameSender::open(iface.index).map_err(|source| XdpStartError::Sender {
+                    name: name.clone(),
+                    source,
+                })?;
+            senders.insert(iface.index, sender);
+        }
+        let mut config = abi::Config {
+            upcall_rate: opts.upcall_rate,
+            upcall_burst: opts.upcall_burst.max(1),
+            tun_spread_bits: opts.tun_spread_bits.min(16),
+            gue_sport_base: 49152,
+            gue_sport_span: 16384,
+            ..abi::Config::default()
+        };
+        for a in &opts.tun_source {
+            match a {
+                IpAddr::V4(v4) => config.tun_saddr4 = v4.octets(),
+                IpAddr::V6(v6) => config.tun_saddr6 = v6.octets(),
+            }
+        }
+        loaded.set_config(&config)?;
+        Ok(XdpPlane {
+            loaded,
+            config,
+            senders,
+            real_index: HashMap::new(),
+            free_reals: Vec::new(),
+            next_real: 0,
+            written: Wanted::default(),
+            written_reals: HashMap::new(),
+            next_hops: HashMap::new(),
+            flows: HashMap::new(),
+            by_flow: HashMap::new(),
+            fnat_next_port: HashMap::new(),
+            fnat_in_use: HashSet::new(),
+            fnat_pool: opts.fnat_pool.clone(),
+            counters: DriverCounters::default(),
+            events: Vec::with_capacity(EVENT_BATCH),
+            view: std::sync::Arc::new(std::sync::Mutex::new(XdpView {
+                interfaces: opts.interfaces.clone(),
+                ..XdpView::default()
+            })),
+        })
+    }
+
+    fn real_slot(&mut self, id: DestId) -> u32 {
+        if let Some(&i) = self.real_index.get(&id) {
+            return i;
+        }
+        let i = self.free_reals.pop().unwrap_or_else(|| {
+            let i = self.next_real;
+            self.next_real += 1;
+            i
+        });
+        self.real_index.insert(id, i);
+        i
+    }
+
+    /// Brings the maps in line with the core's table.
+    pub async fn sync_table(&mut self, shared: &Shared) {
+        let snap = snapshot(lock(shared).director());
+        // Resolve next hops outside the lock (it may wait for ARP/ND).
+        for s in &snap {
+            for d in &s.dests {
+                if !self.next_hops.contains_key(&d.addr) {
+                    match rvs_sys::next_hop(d.addr).await {
+                        Ok(nh) => {
+                            self.next_hops.insert(d.addr, nh);
+                        }
+                        Err(e) => {
+                            self.counters.unresolved_reals += 1;
+                            tracing::warn!(real = %d.addr, error = %e, "cannot resolve the real server's next hop");
+                        }
+                    }
+                }
+            }
+        }
+        let mut want = Wanted::default();
+        let mut live: HashSet<DestId> = HashSet::new();
+        let mut table_off = 0u32;
+        for s in &snap {
+            let key = abi::VipKey::new(s.vip, s.port, s.proto);
+            let mut vip = abi::Vip {
+                svc: s.svc,
+                sched: abi::SCHED_UPCALL,
+                ..abi::Vip::default()
+            };
+            for d in &s.dests {
+                live.insert(d.id);
+                let Some(method) = method_of(&d.forward) else {
+                    continue;
+                };
+                let index = self.real_slot(d.id);
+                let Some(nh) = self.next_hops.get(&d.addr) else {
+                    continue;
+                };
+                let (tun_type, gue_port) = match d.forward {
+                    Forward::Tunnel(t) if t.kind == TunnelKind::Gue => (abi::TUN_GUE, t.port),
+                    _ => (abi::TUN_IPIP, 0),
+                };
+                want.reals.insert(
+                    index,
+                    abi::Real {
+                        addr: abi::addr_bytes(d.addr),
+                        family: abi::family_of(d.addr),
+                        method,
+                        tun_type,
+                        flags: if d.usable { abi::REAL_F_USABLE } else { 0 },
+                        port_be: d.port.to_be(),
+                        gue_port_be: gue_port.to_be(),
+                        ifindex: nh.ifindex,
+                        dmac: nh.dmac,
+                        smac: nh.smac,
+                    },
+                );
+            }
+            if let Some((kind, table)) = &s.xdp_sched {
+                if table_off + table.size <= abi::HASH_SLOTS {
+                    let slots: Vec<u32> = table
+                        .slots
+                        .iter()
+                        .map(|slot| {
+                            slot.and_then(|id| self.real_index.get(&id).copied())
+                                .unwrap_or(abi::NO_REAL)
+                        })
+                        .collect();
+                    vip.sched = *kind;
+                    vip.sched_flags = if table.port { abi::SCHED_F_PORT } else { 0 };
+                    vip.method = s
+                        .dests
+                        .first()
+                        .and_then(|d| method_of(&d.forward))
+                        .unwrap_or(0);
+                    vip.table_off = table_off;
+                    vip.table_size = table.size;
+                    vip.table_bits = table.bits;
+                    want.hash.push((table_off, slots));
+                    table_off += table.size;
+                }
+            }
+            want.vips.insert(key, vip);
+            want.vip_addrs.insert(abi::VipKey::new(s.vip, 0, 0));
+        }
+        // Destinations gone from the table free their slots.
+        let gone: Vec<DestId> = self
+            .real_index
+            .keys()
+            .filter(|id| !live.contains(id))
+            .copied()
+            .collect();
+        for id in gone {
+            if let Some(i) = self.real_index.remove(&id) {
+                self.free_reals.push(i);
+                want.reals.remove(&i);
+            }
+        }
+        self.write(want);
+    }
+
+    fn write(&mut self, want: Wanted) {
+        let mut failures = Vec::new();
+        for (i, r) in &want.reals {
+            if self.written_reals.get(i) != Some(r) {
+                if let Err(e) = self.loaded.put_real(*i, r) {
+                    failures.push(e.to_string());
+                } else {
+                    self.written_reals.insert(*i, *r);
+                }
+            }
+        }
+        let stale: Vec<u32> = self
+            .written_reals
+            .keys()
+            .filter(|i| !want.reals.contains_key(i))
+            .copied()
+            .collect();
+        for i in stale {
+            if self.loaded.put_real(i, &abi::Real::default()).is_ok() {
+                self.written_reals.remove(&i);
+            }
+        }
+        for (off, slots) in &want.hash {
+            let same = self
+                .written
+                .hash
+                .iter()
+                .any(|(o, s)| o == off && s == slots);
+            if !same {
+                if let Err(e) = self.loaded.put_hash_slots(*off, slots) {
+                    failures.push(e.to_string());
+                }
+            }
+        }
+        for (k, v) in &want.vips {
+            if self.written.vips.get(k) != Some(v) {
+                if let Err(e) = self.loaded.put_vip(k, v) {
+                    failures.push(e.to_string());
+                }
+            }
+        }
+        for k in self.written.vips.keys() {
+            if !want.vips.contains_key(k) {
+                let _ = self.loaded.del_vip(k);
+            }
+        }
+        for k in &want.vip_addrs {
+            if !self.written.vip_addrs.contains(k) {
+                if let Err(e) = self.loaded.put_vip_addr(k) {
+                    failures.push(e.to_string());
+                }
+            }
+        }
+        for k in &self.written.vip_addrs {
+            if !want.vip_addrs.contains(k) {
+                let _ = self.loaded.del_vip_addr(k);
+            }
+        }
+        for f in failures {
+            tracing::error!(error = %f, "packet plane map update");
+        }
+        self.written = Wanted {
+            reals: HashMap::new(),
+            ..want
+        };
+    }
+
+    /// Handles what the program queued; returns how many events it took.
+    pub fn handle_events(&mut self, shared: &Shared) -> usize {
+        let mut events = std::mem::take(&mut self.events);
+        events.clear();
+        let n = self.loaded.drain_events(EVENT_BATCH, &mut events);
+        if n > 0 {
+            let mut control = lock(shared);
+            let now = control.now();
+            let now_ns = monotonic_ns();
+            let director = control.director_mut();
+            for ev in &events {
+                self.handle_event(director, ev, now, now_ns);
+            }
+        }
+        self.events = events;
+        n
+    }
+
+    fn handle_event(&mut self, d: &mut Director, ev: &abi::Event, now: Time, now_ns: u64) {
+        let Ok(parsed) = engine::parse(&ev.frame) else {
+            return;
+        };
+        let packet = Packet {
+            proto: parsed.proto,
+            saddr: parsed.saddr,
+            sport: parsed.sport,
+            daddr: parsed.daddr,
+            dport: parsed.dport,
+            fwmark: 0,
+            tcp: TcpFlags {
+                syn: parsed.tcp_flags & 0x02 != 0,
+                fin: parsed.tcp_flags & 0x01 != 0,
+                ack: parsed.tcp_flags & 0x10 != 0,
+                rst: parsed.tcp_flags & 0x04 != 0,
+            },
+            sctp: Default::default(),
+            len: parsed.ip_len,
+        };
+        match ev.kind {
+            abi::EV_UPCALL => {
+                self.counters.upcalls += 1;
+                match d.handle_in(&packet, now) {
+                    InVerdict::Forward(f) => {
+                        let Some(entries) = self.install(d, &parsed, &packet, &f, ev, now_ns)
+                        else {
+                            return;
+                        };
+                        self.send_on(&entries, &ev.frame, ev.ifindex);
+                        self.counters.upcalls_forwarded += 1;
+                    }
+                    InVerdict::Refuse(_) | InVerdict::Drop => self.counters.upcalls_refused += 1,
+                    InVerdict::Pass => self.counters.upcalls_passed += 1,
+                }
+            }
+            abi::EV_NEW => {
+                self.counters.new_confirmed += 1;
+                if let InVerdict::Forward(f) = d.handle_in(&packet, now) {
+                    let core_real = self.real_index.get(&f.dest).copied();
+                    if core_real != Some(ev.real) {
+                        self.counters.new_mismatch += 1;
+                    }
+                    // Installing again writes the core's choice over XDP's.
+                    let _ = self.install(d, &parsed, &packet, &f, ev, now_ns);
+                }
+            }
+            abi::EV_CONTROL => {
+                self.counters.control += 1;
+                let key = parsed.flow_key();
+                let Some(&(id, outbound)) = self.by_flow.get(&key) else {
+                    self.counters.unknown_flow += 1;
+                    return;
+                };
+                let Some(rec) = self.flows.get(&id) else {
+                    return;
+                };
+                let ckey = rec.key;
+                if !d.handle_segment(id, &ckey, outbound, packet.tcp, parsed.ip_len, now) {
+                    self.forget(id);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Installs the flow entries of a core decision and registers the flow.
+    /// Returns the in entry (key, entry, real) for sending the packet on.
+    fn install(
+        &mut self,
+        d: &Director,
+        parsed: &Parsed,
+        packet: &Packet,
+        f: &rvs_core::Forwarding,
+        ev: &abi::Event,
+        now_ns: u64,
+    ) -> Option<(FlowKey, abi::Flow, abi::Real)> {
+        let index = *self.real_index.get(&f.dest)?;
+        let Some(real) = self.written_reals.get(&index).copied() else {
+            self.counters.unresolved_reals += 1;
+            return None;
+        };
+        let entries = if f.forward == Forward::FullNat {
+            self.fullnat_entries(parsed, index, &real, f, ev.ifindex, now_ns)?
+        } else {
+            engine::entries_for(
+                parsed,
+                index,
+                &real,
+                packet.daddr,
+                packet.dport,
+                ev.ifindex,
+                now_ns,
+            )
+        };
+        let mut in_entry = None;
+        let mut out_key = None;
+        for (k, e) in &entries {
+            if let Err(err) = self.loaded.put_flow(k, e) {
+                tracing::warn!(error = %err, "flow install");
+                return None;
+            }
+            if e.flags & abi::FLOW_F_OUT != 0 {
+                out_key = Some(*k);
+            } else {
+                in_entry = Some((*k, *e));
+            }
+        }
+        let (in_key, entry) = in_entry?;
+        if let Some(id) = f.conn {
+            if let Some(c) = d.conn(id) {
+                if let Some(old) = self.flows.get(&id) {
+                    if old.key != c.key {
+                        self.forget(id);
+                    }
+                }
+                self.by_flow.insert(in_key, (id, false));
+                if let Some(k) = out_key {
+                    self.by_flow.insert(k, (id, true));
+                }
+                self.flows.insert(
+                    id,
+                    FlowRec {
+                        key: c.key,
+                        in_key,
+                        out_key,
+                        folded: [0; 4],
+                    },
+                );
+            }
+        }
+        Some((in_key, entry, real))
+    }
+
+    fn fullnat_entries(
+        &mut self,
+        parsed: &Parsed,
+        index: u32,
+        real: &abi::Real,
+        f: &rvs_core::Forwarding,
+        ingress: u32,
+        now_ns: u64,
+    ) -> Option<Vec<(FlowKey, abi::Flow)>> {
+        let local = *self
+            .fnat_pool
+            .iter()
+            .find(|a| a.is_ipv4() == f.daddr.is_ipv4())?;
+        let next = self.fnat_next_port.entry(local).or_insert(1024);
+        let mut lport = None;
+        for _ in 0..(65535 - 1024) {
+            let p = *next;
+            *next = if *next == 65535 { 1024 } else { *next + 1 };
+            let k = FlowKey::new(f.daddr, f.dport, local, p, parsed.proto);
+            if !self.fnat_in_use.contains(&k) {
+                lport = Some((p, k));
+                break;
+            }
+        }
+        let (lport, out_key) = lport?;
+        self.fnat_in_use.insert(out_key);
+        let tcp = parsed.proto == Protocol::Tcp.number();
+        let in_entry = abi::Flow {
+            new_saddr: abi::addr_bytes(local),
+            new_daddr: real.addr,
+            new_sport_be: lport.to_be(),
+            new_dport_be: f.dport.to_be(),
+            real: index,
+            method: abi::METHOD_FNAT,
+            flags: abi::FLOW_F_SNAT
+                | abi::FLOW_F_DNAT
+                | if tcp { abi::FLOW_F_NOTIFY_ACK } else { 0 },
+            last_seen_ns: now_ns,
+            ..abi::Flow::default()
+        };
+        let out_entry = abi::Flow {
+            new_saddr: abi::addr_bytes(parsed.daddr),
+            new_daddr: abi::addr_bytes(parsed.saddr),
+            new_sport_be: parsed.dport.to_be(),
+            new_dport_be: parsed.sport.to_be(),
+            real: abi::NO_REAL,
+            ifindex: ingress,
+            dmac: parsed.eth_src,
+            smac: parsed.eth_dst,
+            method: abi::METHOD_FNAT,
+            flags: abi::FLOW_F_OUT | abi::FLOW_F_SNAT | abi::FLOW_F_DNAT,
+            last_seen_ns: now_ns,
+            ..abi::Flow::default()
+        };
+        Some(vec![(parsed.flow_key(), in_entry), (out_key, out_entry)])
+    }
+
+    fn send_on(&mut self, entry: &(FlowKey, abi::Flow, abi::Real), frame: &[u8], ingress: u32) {
+        let (key, flow, real) = entry;
+        let out = match engine::apply(&self.config, Some(real), key, flow, frame, ingress) {
+            Ok(o) => o,
+            Err(_) => {
+                self.counters.send_errors += 1;
+                return;
+            }
+        };
+        let egress = match out.verdict {
+            Verdict::Tx => ingress,
+            Verdict::Redirect(i) => i,
+            _ => return,
+        };
+        let sent = self
+            .senders
+            .get(&egress)
+            .map(|s| s.send(&out.frame).is_ok())
+            .unwrap_or(false);
+        if !sent {
+            self.counters.send_errors += 1;
+        }
+    }
+
+    fn forget(&mut self, id: ConnId) {
+        if let Some(rec) = self.flows.remove(&id) {
+            let _ = self.loaded.del_flow(&rec.in_key);
+            self.by_flow.remove(&rec.in_key);
+            if let Some(k) = rec.out_key {
+                let _ = self.loaded.del_flow(&k);
+                self.by_flow.remove(&k);
+                self.fnat_in_use.remove(&k);
+            }
+        }
+    }
+
+    /// Folds fast-path counters into the core and drops entries of expired connections.
+    pub fn sync_traffic(&mut self, shared: &Shared) {
+        let mut control = lock(shared);
+        let now = control.now();
+        let now_ns = monotonic_ns();
+        let d = control.director_mut();
+        let ids: Vec<ConnId> = self.flows.keys().copied().collect();
+        let mut gone = Vec::new();
+        for id in ids {
+            let Some(rec) = self.flows.get_mut(&id) else {
+                continue;
+            };
+            let inbound = self.loaded.get_flow(&rec.in_key).ok().flatten();
+            let outbound = rec
+                .out_key
+                .and_then(|k| self.loaded.get_flow(&k).ok().flatten());
+            let mut seen = [0u64; 4];
+            let mut last_ns = 0u64;
+            if let Some(f) = inbound {
+                seen[0] = f.packets;
+                seen[1] = f.bytes;
+                last_ns = last_ns.max(f.last_seen_ns);
+            }
+            if let Some(f) = outbound {
+                seen[2] = f.packets;
+                seen[3] = f.bytes;
+                last_ns = last_ns.max(f.last_seen_ns);
+            }
+            let delta = Counters {
+                conns: 0,
+                in_pkts: seen[0].saturating_sub(rec.folded[0]),
+                in_bytes: seen[1].saturating_sub(rec.folded[1]),
+                out_pkts: seen[2].saturating_sub(rec.folded[2]),
+                out_bytes: seen[3].saturating_sub(rec.folded[3]),
+            };
+            rec.folded = seen;
+            let idle_ms = now_ns.saturating_sub(last_ns) / 1_000_000;
+            let last_active = Time::from_millis(now.as_millis().saturating_sub(idle_ms));
+            let alive = d.conn(id).is_some_and(|c| c.key == rec.key);
+            if !alive || !d.handle_traffic(id, &rec.key.clone(), delta, last_active) {
+                gone.push(id);
+            }
+        }
+        drop(control);
+        for id in gone {
+            self.forget(id);
+        }
+    }
+
+    /// The program's counters, summed over CPUs, with their names.
+    pub fn stats(&self) -> Vec<(&'static str, u64)> {
+        match self.loaded.stats() {
+            Ok(s) => abi::Stat::ALL
+                .iter()
+                .zip(s)
+                .map(|(st, v)| (st.name(), v))
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    pub fn counters(&self) -> DriverCounters {
+        self.counters
+    }
+
+    /// The view `GET /v1/xdp` reads, refreshed at every traffic sync.
+    pub fn view(&self) -> std::sync::Arc<std::sync::Mutex<XdpView>> {
+        self.view.clone()
+    }
+
+    fn refresh_view(&self) {
+        let program = self
+            .stats()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        let mut v = match self.view.lock() {
+            Ok(v) => v,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        v.program = program;
+        v.driver = self.counters;
+        v.flows = self.flows.len();
+    }
+
+    /// Runs the plane until `quit`: events as they come, table and traffic syncs on timers.
+    pub async fn run(mut self, shared: Shared, mut quit: watch::Receiver<bool>) {
+        let fd = match self.loaded.events_fd().try_clone_to_owned() {
+            Ok(fd) => fd,
+            Err(e) => {
+                tracing::error!(error = %e, "packet plane: event ring");
+                return;
+            }
+        };
+        let ready = match AsyncFd::new(fd) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "packet plane: event ring");
+                return;
+            }
+        };
+        let mut table_timer = tokio::time::interval(SYNC_EVERY);
+        let mut traffic_timer = tokio::time::interval(TRAFFIC_EVERY);
+        let mut report = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                guard = ready.readable() => {
+                    match guard {
+                        Ok(mut g) => {
+                            while self.handle_events(&shared) == EVENT_BATCH {}
+                            g.clear_ready();
+                            // Records that landed between the drain and clear_ready.
+                            self.handle_events(&shared);
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "packet plane: event ring");
+                            break;
+                        }
+                    }
+                }
+                _ = table_timer.tick() => self.sync_table(&shared).await,
+                _ = traffic_timer.tick() => {
+                    self.sync_traffic(&shared);
+                    self.refresh_view();
+                }
+                _ = report.tick() => tracing::debug!(counters = ?self.counters, "packet plane"),
+                _ = quit.wait_for(|v| *v) => break,
+            }
+        }
+        // Dropping `self` detaches the program from its interfaces.
+        tracing::info!(stats = ?self.stats(), "packet plane stopped");
+    }
+}

@@ -1,0 +1,501 @@
+//! The XDP packet plane end to end in network namespaces (root only; CI is root).
+//!
+//! Topology, one [`Lan`] per test: a client with many source addresses
+//! (10.0.0.100-131/24), the director (10.0.0.1/24 and 10.1.0.1/24 on eth0, the
+//! VIP 10.0.0.10/32, FullNAT's local address 10.1.0.2/24) running
+//! `rvsd --data-plane xdp`, and three real servers (10.1.0.11-13/24) each serving
+//! TCP port 80 (`GET n` answers its name, the peer it saw, then n pattern bytes;
+//! `HOLD` keeps the connection open) and UDP port 5353 (echo prefixed with its
+//! name). Each LVS method sets the real servers up as an operator would:
+//!
+//! - DR: VIP on lo, arp_ignore=1/arp_announce=2 (`rvs-realserver dr up`), an
+//!   on-link route to the clients' subnet, so replies go straight to the client.
+//! - TUN: the same plus `rvs-realserver tun up` (the BPF decapsulator: this
+//!   kernel has no ipip module).
+//! - NAT: default route via the director.
+//! - FullNAT: nothing; the real server answers the director's local address.
+//!
+//! Every test checks real TCP (sequential connections from many sources, parallel
+//! 1 MB downloads compared byte for byte), UDP, where the replies went (the
+//! director's receive counter), what the real server saw as the peer, and that
+//! `rvsadm -Lnc` lists the flows with the core's states.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use common::netns::{in_netns, ip, is_root, run_checked, spawn_in_netns, wait_until, Lan, Node, Proc};
+
+const VIP: &str = "10.0.0.10";
+const CLIENT_SOURCES: u8 = 32;
+const REAL_NAMES: [&str; 3] = ["rs1", "rs2", "rs3"];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Method {
+    Dr,
+    Tun,
+    Nat,
+    FullNat,
+}
+
+impl Method {
+    fn rvsadm_flag(self) -> &'static str {
+        match self {
+            Method::Dr => "-g",
+            Method::Tun => "-i",
+            Method::Nat => "-m",
+            Method::FullNat => "--fullnat",
+        }
+    }
+    /// Whether the real server's replies come back through the director.
+    fn replies_via_director(self) -> bool {
+        matches!(self, Method::Nat | Method::FullNat)
+    }
+}
+
+fn ns_sh(node: &Node, cmd: &str) -> String {
+    run_checked("ip", &["netns", "exec", node.ns(), "sh", "-c", cmd])
+}
+
+fn sysctl(node: &Node, key: &str, value: &str) {
+    run_checked(
+        "ip",
+        &["netns", "exec", node.ns(), "sysctl", "-q", "-w", &format!("{key}={value}")],
+    );
+}
+
+/// The pattern byte at offset `i` of a download (not periodic in 256 so a
+/// shifted or repeated chunk shows).
+fn pattern(i: usize) -> u8 {
+    ((i * 7 + i / 251) % 256) as u8
+}
+
+/// TCP and UDP servers of one real server, inside its namespace.
+struct RealServer {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl RealServer {
+    fn start(node: &Node, name: &str, udp_bind: IpAddr) -> RealServer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let stop = Arc::clone(&stop);
+            let name = name.to_string();
+            let tx = tx.clone();
+            threads.push(spawn_in_netns(node.ns(), move || {
+                let l = TcpListener::bind("0.0.0.0:80").expect("bind :80");
+                l.set_nonblocking(true).unwrap();
+                tx.send(()).unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    match l.accept() {
+                        Ok((conn, peer)) => {
+                            let name = name.clone();
+                            std::thread::spawn(move || serve_tcp(conn, peer, &name));
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            }));
+        }
+        {
+            let stop = Arc::clone(&stop);
+            let name = name.to_string();
+            threads.push(spawn_in_netns(node.ns(), move || {
+                let s = UdpSocket::bind(SocketAddr::new(udp_bind, 5353)).expect("bind udp");
+                s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+                tx.send(()).unwrap();
+                let mut buf = [0u8; 2048];
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok((n, peer)) = s.recv_from(&mut buf) {
+                        let mut reply = format!("{name}:").into_bytes();
+                        reply.extend_from_slice(&buf[..n]);
+                        let _ = s.send_to(&reply, peer);
+                    }
+                }
+            }));
+        }
+        for _ in 0..2 {
+            rx.recv_timeout(Duration::from_secs(5)).expect("real server ready");
+        }
+        RealServer { stop, threads }
+    }
+}
+
+impl Drop for RealServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve_tcp(mut conn: TcpStream, peer: SocketAddr, name: &str) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut line = String::new();
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    let _ = writeln!(conn, "{name} {peer}");
+    if let Some(n) = line.trim().strip_prefix("GET ") {
+        let n: usize = n.parse().unwrap_or(0);
+        let chunk: Vec<u8> = (0..n).map(pattern).collect();
+        let _ = conn.write_all(&chunk);
+    } else if line.trim() == "HOLD" {
+        // Keep the connection until the client closes it.
+        let mut sink = [0u8; 64];
+        let _ = reader.read(&mut sink);
+    }
+}
+
+struct Topology {
+    lan: Lan,
+    client: Node,
+    director: Node,
+    reals: Vec<Node>,
+    _servers: Vec<RealServer>,
+    rvsd: Option<Proc>,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+    method: Method,
+}
+
+fn rvsadm_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_rvsadm")
+}
+
+impl Topology {
+    fn build(method: Method, sched: &str) -> Topology {
+        let lan = Lan::new();
+        let client = lan.add_node("client", "10.0.0.100/24");
+        let director = lan.add_node("director", "10.0.0.1/24");
+        let mut reals = Vec::new();
+        for i in 0..3 {
+            reals.push(lan.add_node(REAL_NAMES[i], &format!("10.1.0.1{}/24", i + 1)));
+        }
+        for i in 1..CLIENT_SOURCES {
+            ip(&["-n", client.ns(), "addr", "add", &format!("10.0.0.{}/24", 100 + u32::from(i)), "dev", "eth0"]);
+        }
+        ip(&["-n", client.ns(), "route", "add", "10.1.0.0/24", "via", "10.0.0.1"]);
+        ip(&["-n", director.ns(), "addr", "add", "10.1.0.1/24", "dev", "eth0"]);
+        ip(&["-n", director.ns(), "addr", "add", &format!("{VIP}/32"), "dev", "eth0"]);
+        if method == Method::FullNat {
+            ip(&["-n", director.ns(), "addr", "add", "10.1.0.2/24", "dev", "eth0"]);
+        }
+        // Traffic XDP rewrites must carry real checksums (veth leaves them partial).
+        for n in [&client, &director].into_iter().chain(reals.iter()) {
+            run_checked("ip", &["netns", "exec", n.ns(), "ethtool", "-K", "eth0", "tx", "off"]);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let realserver = env!("CARGO_BIN_EXE_rvs-realserver");
+        let vip: IpAddr = VIP.parse().unwrap();
+        let mut servers = Vec::new();
+        for (i, rs) in reals.iter().enumerate() {
+            let state = dir.path().join(format!("rs{i}.json"));
+            let state = state.to_str().unwrap();
+            match method {
+                Method::Dr => {
+                    run_checked("ip", &["netns", "exec", rs.ns(), realserver, "--state", state, "dr", "up", "--vip", VIP]);
+                    ip(&["-n", rs.ns(), "route", "add", "10.0.0.0/24", "dev", "eth0"]);
+                }
+                Method::Tun => {
+                    run_checked(
+                        "ip",
+                        &["netns", "exec", rs.ns(), realserver, "--state", state, "tun", "up", "--vip", VIP, "--dev", "eth0"],
+                    );
+                    ip(&["-n", rs.ns(), "route", "add", "10.0.0.0/24", "dev", "eth0"]);
+                }
+                Method::Nat => {
+                    ip(&["-n", rs.ns(), "route", "add", "default", "via", "10.1.0.1"]);
+                }
+                Method::FullNat => {}
+            }
+            let udp_bind = match method {
+                Method::Dr | Method::Tun => vip,
+                _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            };
+            servers.push(RealServer::start(rs, REAL_NAMES[i], udp_bind));
+        }
+        let socket = dir.path().join("rvsd.sock");
+        let mut args: Vec<String> = [
+            "--socket",
+            socket.to_str().unwrap(),
+            "--no-state",
+            "--data-plane",
+            "xdp",
+            "--xdp-iface",
+            "eth0",
+            "--tun-source",
+            "10.1.0.1",
+            "--log",
+            "info",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if method == Method::FullNat {
+            args.extend(["--fnat-local".to_string(), "10.1.0.2".to_string()]);
+        }
+        let rvsd = director.spawn(env!("CARGO_BIN_EXE_rvsd"), &args);
+        let mut t = Topology {
+            lan,
+            client,
+            director,
+            reals,
+            _servers: servers,
+            rvsd: Some(rvsd),
+            socket,
+            _dir: dir,
+            method,
+        };
+        assert!(
+            wait_until(Duration::from_secs(10), || t.socket.exists()),
+            "rvsd did not start:\n{}",
+            t.lan.logs()
+        );
+        for proto in ["-t", "-u"] {
+            let port = if proto == "-t" { "80" } else { "5353" };
+            t.rvsadm(&["-A", proto, &format!("{VIP}:{port}"), "-s", sched]);
+            for i in 0..3 {
+                t.rvsadm(&[
+                    "-a",
+                    proto,
+                    &format!("{VIP}:{port}"),
+                    "-r",
+                    &format!("10.1.0.1{}:{port}", i + 1),
+                    method.rvsadm_flag(),
+                    "-w",
+                    "1",
+                ]);
+            }
+        }
+        // The plane syncs the table every 250 ms and resolves the real servers' MACs.
+        std::thread::sleep(Duration::from_millis(1500));
+        t.rvsd.as_mut().map(|p| assert!(p.is_running(), "rvsd exited"));
+        t
+    }
+
+    fn rvsadm(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new(rvsadm_bin())
+            .args(args)
+            .env("RVS_SOCKET", &self.socket)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "rvsadm {args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.lan.logs()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `GET /v1/xdp` over the admin socket.
+    fn xdp_view(&self) -> serde_json::Value {
+        let mut s = std::os::unix::net::UnixStream::connect(&self.socket).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(s, "GET /v1/xdp HTTP/1.1\r\nHost: rvsd\r\nConnection: close\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("/v1/xdp: {e}: {text}"))
+    }
+
+    fn director_rx_bytes(&self) -> u64 {
+        ns_sh(&self.director, "cat /sys/class/net/eth0/statistics/rx_bytes")
+            .trim()
+            .parse()
+            .unwrap()
+    }
+}
+
+/// One TCP download from `source`: returns (real server name, peer it saw, body).
+fn download(source: Ipv4Addr, n: usize) -> std::io::Result<(String, String, Vec<u8>)> {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    sock.bind(&SocketAddr::new(IpAddr::V4(source), 0).into())?;
+    let vip: SocketAddr = format!("{VIP}:80").parse().unwrap();
+    sock.connect_timeout(&vip.into(), Duration::from_secs(3))?;
+    let mut s: TcpStream = sock.into();
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    writeln!(s, "GET {n}")?;
+    let mut all = Vec::new();
+    s.read_to_end(&mut all)?;
+    let nl = all.iter().position(|&b| b == b'\n').unwrap_or(all.len());
+    let head = String::from_utf8_lossy(&all[..nl]).into_owned();
+    let (name, peer) = head.split_once(' ').unwrap_or((&head, ""));
+    Ok((name.to_string(), peer.to_string(), all.get(nl + 1..).unwrap_or(&[]).to_vec()))
+}
+
+fn source(i: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 0, 0, 100 + i)
+}
+
+fn check_method(method: Method, sched: &str) {
+    if !is_root() {
+        eprintln!("SKIP: xdp_plane {method:?} needs root (network namespaces, XDP)");
+        return;
+    }
+    let t = Topology::build(method, sched);
+    assert_eq!(t.method, method);
+    let logs = || t.lan.logs();
+
+    // Sequential connections from every source address.
+    let mut per_real = std::collections::HashMap::<String, usize>::new();
+    let rx_before = t.director_rx_bytes();
+    for round in 0..2u8 {
+        for i in 0..CLIENT_SOURCES {
+            let src = source(i);
+            let (name, peer, body) = in_netns(t.client.ns(), move || download(src, 1000))
+                .unwrap_or_else(|e| panic!("{method:?} round {round} from {src}: {e}\n{}", logs()));
+            assert_eq!(body.len(), 1000, "{method:?} from {src}");
+            assert!(body.iter().enumerate().all(|(i, &b)| b == pattern(i)), "{method:?} body");
+            let peer_ip = peer.rsplit_once(':').map(|(a, _)| a.to_string()).unwrap_or_default();
+            match method {
+                // FullNAT: the real server sees the director's local address.
+                Method::FullNat => assert_eq!(peer_ip, "10.1.0.2", "{method:?} peer"),
+                _ => assert_eq!(peer_ip, src.to_string(), "{method:?} peer"),
+            }
+            *per_real.entry(name).or_default() += 1;
+        }
+    }
+    assert_eq!(per_real.len(), 3, "{method:?}: every real server gets connections: {per_real:?}");
+
+    // Parallel large downloads, checked byte for byte.
+    const BIG: usize = 1 << 20;
+    let handles: Vec<_> = (0..12u8)
+        .map(|i| {
+            let src = source(i);
+            spawn_in_netns(t.client.ns(), move || download(src, BIG))
+        })
+        .collect();
+    let mut downloaded = 0usize;
+    for h in handles {
+        let (_, _, body) = h.join().unwrap().unwrap_or_else(|e| panic!("{method:?} parallel: {e}\n{}", logs()));
+        assert_eq!(body.len(), BIG);
+        assert!(body.iter().enumerate().all(|(i, &b)| b == pattern(i)), "{method:?} big body");
+        downloaded += body.len();
+    }
+    let through_director = t.director_rx_bytes() - rx_before;
+    if method.replies_via_director() {
+        assert!(
+            through_director as usize > downloaded,
+            "{method:?}: replies must come back through the director ({through_director} < {downloaded})"
+        );
+    } else {
+        assert!(
+            (through_director as usize) < downloaded / 10,
+            "{method:?}: replies must bypass the director ({through_director} bytes received for {downloaded} downloaded)"
+        );
+    }
+
+    // UDP from several sources.
+    for i in 0..8u8 {
+        let src = source(i);
+        let reply = in_netns(t.client.ns(), move || {
+            let s = UdpSocket::bind(SocketAddr::new(IpAddr::V4(src), 0)).unwrap();
+            s.connect(format!("{VIP}:5353")).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            s.send(b"ping").unwrap();
+            let mut buf = [0u8; 256];
+            s.recv(&mut buf).map(|n| buf[..n].to_vec())
+        })
+        .unwrap_or_else(|e| panic!("{method:?} UDP from {src}: {e}\n{}", logs()));
+        let text = String::from_utf8_lossy(&reply);
+        assert!(text.starts_with("rs") && text.ends_with(":ping"), "{method:?} UDP reply {text}");
+    }
+
+    // Held connections show as ESTABLISHED in -Lnc, bound to real servers.
+    let held: Vec<TcpStream> = (0..3u8)
+        .map(|i| {
+            let src = source(20 + i);
+            in_netns(t.client.ns(), move || {
+                let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+                sock.bind(&SocketAddr::new(IpAddr::V4(src), 0).into()).unwrap();
+                let vip: SocketAddr = format!("{VIP}:80").parse().unwrap();
+                sock.connect_timeout(&vip.into(), Duration::from_secs(3)).unwrap();
+                let mut s: TcpStream = sock.into();
+                writeln!(s, "HOLD").unwrap();
+                let mut line = String::new();
+                BufReader::new(s.try_clone().unwrap()).read_line(&mut line).unwrap();
+                s
+            })
+        })
+        .collect();
+    let lnc = t.rvsadm(&["-Lnc"]);
+    for i in 0..3u8 {
+        let src = source(20 + i).to_string();
+        let line = lnc
+            .lines()
+            .find(|l| l.contains(&format!("{src}:")) && l.contains("ESTABLISHED"))
+            .unwrap_or_else(|| panic!("{method:?}: no ESTABLISHED entry for {src} in\n{lnc}"));
+        assert!(line.contains("10.1.0.1"), "{method:?}: entry names a real server: {line}");
+    }
+    let stats = t.rvsadm(&["-Ln", "--stats"]);
+    assert!(stats.contains(&format!("{VIP}:80")), "{stats}");
+    drop(held);
+    // After the client closes, the core follows the FIN (notified by XDP).
+    let closed = wait_until(Duration::from_secs(3), || {
+        let lnc = t.rvsadm(&["-Lnc"]);
+        lnc.lines()
+            .filter(|l| l.contains(&format!("{}:", source(20))))
+            .all(|l| !l.contains("ESTABLISHED"))
+    });
+    assert!(closed, "{method:?}: closed connection left ESTABLISHED\n{}", t.rvsadm(&["-Lnc"]));
+    // The counters say which path carried the traffic.
+    std::thread::sleep(Duration::from_millis(1200));
+    let view = t.xdp_view();
+    let c = |name: &str| view["program"][name].as_u64().unwrap_or(0);
+    let fwd = match method {
+        Method::Dr => "fwd_dr",
+        Method::Tun => "fwd_tun",
+        Method::Nat => "fwd_nat",
+        Method::FullNat => "fwd_fnat",
+    };
+    assert!(c(fwd) > 1000, "{method:?}: {fwd} counts the fast path: {view}");
+    assert_eq!(c("fwd_reply") > 0, method.replies_via_director(), "{view}");
+    if sched == "mh" {
+        assert!(c("xdp_sched") >= u64::from(CLIENT_SOURCES), "mh decides in XDP: {view}");
+        assert_eq!(view["driver"]["new_mismatch"], 0, "{view}");
+    } else {
+        assert_eq!(c("xdp_sched"), 0, "{view}");
+        assert!(c("upcall") >= u64::from(CLIENT_SOURCES) * 2, "{sched} goes up: {view}");
+    }
+    assert_eq!(view["driver"]["send_errors"], 0, "{view}");
+    let _ = &t.reals;
+}
+
+#[test]
+fn dr_carries_tcp_and_udp_and_replies_bypass_the_director() {
+    check_method(Method::Dr, "wlc");
+}
+
+#[test]
+fn tun_carries_tcp_and_udp_through_the_bpf_decapsulator() {
+    check_method(Method::Tun, "rr");
+}
+
+#[test]
+fn nat_rewrites_both_ways() {
+    check_method(Method::Nat, "wlc");
+}
+
+#[test]
+fn fullnat_rewrites_source_and_destination() {
+    check_method(Method::FullNat, "rr");
+}
+
+#[test]
+fn mh_decides_new_flows_inside_xdp() {
+    check_method(Method::Dr, "mh");
+}
