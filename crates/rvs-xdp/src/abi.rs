@@ -561,9 +561,13 @@ mod tests {
         };
         assert_eq!(Flow::from_bytes(&f.to_bytes()), f);
         let k = FlowKey::new(
-            "10.0.0.1".parse().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            "10.0.0.1"
+                .parse()
+                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
             40000,
-            "10.0.0.10".parse().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            "10.0.0.10"
+                .parse()
+                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
             80,
             6,
         );
