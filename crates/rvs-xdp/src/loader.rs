@@ -499,3 +499,34 @@ fn xdp_md(frame: &[u8], ingress_ifindex: u32) -> [u8; XDP_MD_SIZE] {
     ctx[12..16].copy_from_slice(&ingress_ifindex.to_ne_bytes());
     ctx
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loaded_can_move_between_threads() {
+        fn send_and_sync<T: Send + Sync>() {}
+        send_and_sync::<Loaded>();
+    }
+
+    #[test]
+    fn objects_are_copied_to_an_aligned_start() {
+        let object: Vec<u8> = (0..=255u8).collect();
+        for skew in 0..8 {
+            let (buf, start) = aligned_copy(&object[skew..]);
+            assert_eq!(buf[start..].as_ptr().align_offset(8), 0);
+            assert_eq!(&buf[start..start + object.len() - skew], &object[skew..]);
+        }
+    }
+
+    #[test]
+    fn test_run_context_is_the_whole_frame_on_the_ingress() {
+        let ctx = xdp_md(&[0u8; 60], 7);
+        let word = |i: usize| u32::from_ne_bytes([ctx[i], ctx[i + 1], ctx[i + 2], ctx[i + 3]]);
+        assert_eq!(
+            [word(0), word(4), word(8), word(12), word(16), word(20)],
+            [0, 60, 0, 7, 0, 0]
+        );
+    }
+}
