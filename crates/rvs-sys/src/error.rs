@@ -1,6 +1,7 @@
 //! The crate's one error type: every failure says what was being done.
 
 use std::io;
+use std::net::IpAddr;
 
 /// A failed system operation, naming what was being done (the interface,
 /// address or namespace involved).
@@ -19,6 +20,19 @@ pub enum SysError {
         what: String,
         #[source]
         source: rtnetlink::Error,
+    },
+    /// The kernel has no route that sends packets for `addr` out of an
+    /// interface (local, broadcast, multicast or unreachable destinations).
+    #[error("no route out of this host to {addr}: {why}")]
+    NoRoute { addr: IpAddr, why: String },
+    /// The next hop's link-layer address stayed unknown after a resolution
+    /// attempt.
+    #[error("the neighbour {hop} on {ifname} (next hop to {addr}) did not resolve to a MAC address within {waited_ms} ms")]
+    NoNeighbour {
+        addr: IpAddr,
+        hop: IpAddr,
+        ifname: String,
+        waited_ms: u64,
     },
 }
 
@@ -43,7 +57,9 @@ impl SysError {
                 source: rtnetlink::Error::NetlinkError(msg),
                 ..
             } => Some(msg.raw_code().abs()),
-            SysError::Netlink { .. } => None,
+            SysError::Netlink { .. } | SysError::NoRoute { .. } | SysError::NoNeighbour { .. } => {
+                None
+            }
         }
     }
 }

@@ -1,13 +1,16 @@
-//! rvs-sys: the small system edge of the VRRP driver in rvsd.
+//! rvs-sys: the small system edge of rvsd's VRRP driver and XDP packet plane.
 //!
-//! It owns the few kernel interfaces VRRP needs and nothing else:
+//! It owns the few kernel interfaces those need and nothing else:
 //! - [`VrrpSocket`]: raw IP protocol 112 sockets (IPv4 and IPv6) bound to one
 //!   interface, registered with tokio;
 //! - [`FrameSender`]: whole Ethernet frames on one interface over `AF_PACKET`
 //!   (gratuitous ARP, unsolicited neighbour advertisements);
 //! - [`Addresses`]: virtual addresses over rtnetlink (`ip addr add/del/show`);
 //! - [`interface`], [`link_up`], [`interface_addrs`]: interface facts;
-//! - [`netns::enter`]: moving the calling thread into a named network namespace.
+//! - [`netns::enter`]: moving the calling thread into a named network namespace;
+//! - [`next_hop`]: route, egress interface and neighbour MAC towards an
+//!   address (for the XDP packet plane's Ethernet headers);
+//! - [`missing_capabilities`]: which needed capabilities the process lacks.
 //!
 //! Every fact is read through a socket or netlink request made by the calling
 //! thread, so all of it follows the thread's network namespace (sysfs would
@@ -27,14 +30,18 @@
 //!    stay open for the registration's life (socket2's `Socket` owns it).
 
 mod addresses;
+mod caps;
 mod error;
 mod frame;
 mod iface;
 pub mod netns;
+mod nexthop;
 mod vrrp_socket;
 
 pub use addresses::Addresses;
+pub use caps::{missing_capabilities, Capability};
 pub use error::SysError;
 pub use frame::FrameSender;
 pub use iface::{interface, interface_addrs, link_up, Interface};
+pub use nexthop::{next_hop, NextHop};
 pub use vrrp_socket::{Received, VrrpSocket};

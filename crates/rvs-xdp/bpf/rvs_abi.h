@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * rvs packet plane: the contract between the XDP program (rvs_xdp.c), the Rust
- * reference engine (src/engine.rs) and the loader (src/maps.rs).
+ * reference engine (src/engine.rs) and the loader (src/loader.rs).
  *
  * Every struct here is mirrored byte for byte by src/abi.rs; docs/packet-plane.md
  * states what the program does with them. Addresses are 16 bytes: an IPv4
