@@ -6,3 +6,10 @@
 
 pub mod abi;
 pub mod engine;
+
+/// The XDP program object (`bpf/rvs_xdp.c`, program `rvs_xdp`), 8-byte aligned
+/// for `aya::Ebpf::load`.
+pub const XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rvs_xdp.o"));
+/// The benchmark baselines (`bpf/rvs_bench.c`: `xdp_drop_all`, `xdp_redirect_peer`).
+pub const BENCH_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rvs_bench.o"));
