@@ -639,7 +639,8 @@ static __always_inline int encap(struct xdp_md *ctx, const struct pkt *p, const 
 
 /*
  * Forwards the packet as entry `e` says. `hkey` is the flow key (the tunnel
- * hash input). `rewrite` is 0 for forwarded ICMP errors (sent unchanged).
+ * hash input). (Forwarded ICMP errors do not come here: icmp_error sends them
+ * unchanged, DR or TUN only.)
  */
 static __always_inline int apply_entry(struct xdp_md *ctx, const struct pkt *p, const struct rvs_flow *e,
 				       const struct rvs_flow_key *hkey, int v6, __u32 *stat)
