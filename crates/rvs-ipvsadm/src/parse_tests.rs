@@ -1096,10 +1096,31 @@ fn posixly_correct_ends_options_at_the_first_word() {
 
 #[test]
 fn fullnat_is_an_rvs_extension_switch_for_real_servers() {
-    let text = format!("{:?}", run(&["-a", "-t", "10.0.0.1:80", "-r", "10.1.0.1:80", "--fullnat"]));
+    let text = format!(
+        "{:?}",
+        run(&["-a", "-t", "10.0.0.1:80", "-r", "10.1.0.1:80", "--fullnat"])
+    );
     assert!(text.contains("Fullnat"), "{text}");
-    let plain = format!("{:?}", run(&["-a", "-t", "10.0.0.1:80", "-r", "10.1.0.1:80", "-m"]));
-    assert!(plain.contains("Masq") && !plain.contains("Fullnat"), "{plain}");
+    let plain = format!(
+        "{:?}",
+        run(&["-a", "-t", "10.0.0.1:80", "-r", "10.1.0.1:80", "-m"])
+    );
+    assert!(
+        plain.contains("Masq") && !plain.contains("Fullnat"),
+        "{plain}"
+    );
     // One forwarding method per command, as with -g/-i/-m.
-    assert!(!format!("{:?}", run(&["-a", "-t", "10.0.0.1:80", "-r", "10.1.0.1:80", "-m", "--fullnat"])).contains("Fullnat"));
+    assert!(!format!(
+        "{:?}",
+        run(&[
+            "-a",
+            "-t",
+            "10.0.0.1:80",
+            "-r",
+            "10.1.0.1:80",
+            "-m",
+            "--fullnat"
+        ])
+    )
+    .contains("Fullnat"));
 }

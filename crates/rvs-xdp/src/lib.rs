@@ -13,3 +13,10 @@ pub mod loader;
 
 pub use error::XdpError;
 pub use loader::{AttachMode, Loaded, TestOutcome};
+
+/// The XDP program object (`bpf/rvs_xdp.c`, program `rvs_xdp`), 8-byte aligned
+/// for `aya::Ebpf::load`.
+pub const XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rvs_xdp.o"));
+/// The benchmark baselines (`bpf/rvs_bench.c`: `xdp_drop_all`, `xdp_redirect_peer`).
+pub const BENCH_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rvs_bench.o"));

@@ -26,7 +26,11 @@ fn tables(ingress: u32, other: u32) -> Tables {
             upcall_rate: 0,
             upcall_burst: 1,
             tun_saddr4: [10, 1, 0, 1],
-            tun_saddr6: ip("fd00:1::1").to_string().parse::<std::net::Ipv6Addr>().unwrap().octets(),
+            tun_saddr6: ip("fd00:1::1")
+                .to_string()
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
             tun_spread_bits: 4,
             gue_sport_base: 49152,
             gue_sport_span: 16384,
@@ -48,53 +52,138 @@ fn tables(ingress: u32, other: u32) -> Tables {
             smac: DIRECTOR_MAC,
         }
     };
-    t.reals.insert(0, real("10.1.0.11", abi::METHOD_DR, 0, ingress, 80, true));
-    t.reals.insert(1, real("10.1.0.12", abi::METHOD_DR, 0, other, 80, false));
-    t.reals.insert(2, real("10.1.0.13", abi::METHOD_TUN, abi::TUN_IPIP, ingress, 80, true));
-    t.reals.insert(3, real("10.1.0.14", abi::METHOD_TUN, abi::TUN_GUE, other, 80, true));
-    t.reals.insert(4, real("fd00:1::14", abi::METHOD_TUN, abi::TUN_IPIP, ingress, 80, true));
-    t.reals.insert(5, real("10.1.0.15", abi::METHOD_NAT, 0, ingress, 8080, true));
-    t.reals.insert(6, real("fd00:1::15", abi::METHOD_NAT, 0, ingress, 8080, true));
-    t.reals.insert(7, real("10.1.0.16", abi::METHOD_FNAT, 0, ingress, 80, true));
-    t.reals.insert(8, real("fd00:1::11", abi::METHOD_DR, 0, ingress, 80, true));
+    t.reals
+        .insert(0, real("10.1.0.11", abi::METHOD_DR, 0, ingress, 80, true));
+    t.reals
+        .insert(1, real("10.1.0.12", abi::METHOD_DR, 0, other, 80, false));
+    t.reals.insert(
+        2,
+        real(
+            "10.1.0.13",
+            abi::METHOD_TUN,
+            abi::TUN_IPIP,
+            ingress,
+            80,
+            true,
+        ),
+    );
+    t.reals.insert(
+        3,
+        real("10.1.0.14", abi::METHOD_TUN, abi::TUN_GUE, other, 80, true),
+    );
+    t.reals.insert(
+        4,
+        real(
+            "fd00:1::14",
+            abi::METHOD_TUN,
+            abi::TUN_IPIP,
+            ingress,
+            80,
+            true,
+        ),
+    );
+    t.reals.insert(
+        5,
+        real("10.1.0.15", abi::METHOD_NAT, 0, ingress, 8080, true),
+    );
+    t.reals.insert(
+        6,
+        real("fd00:1::15", abi::METHOD_NAT, 0, ingress, 8080, true),
+    );
+    t.reals
+        .insert(7, real("10.1.0.16", abi::METHOD_FNAT, 0, ingress, 80, true));
+    t.reals
+        .insert(8, real("fd00:1::11", abi::METHOD_DR, 0, ingress, 80, true));
     let vip = |t: &mut Tables, addr: &str, port: u16, proto: u8, v: Vip| {
         t.vips.insert(VipKey::new(ip(addr), port, proto), v);
         t.vip_addrs.insert(VipKey::new(ip(addr), 0, 0));
     };
     // Upcall (wlc-like), sh over DR reals 0/1, mh over NAT real 5, dh over TUN 2/3.
-    vip(&mut t, "10.0.0.10", 80, 6, Vip { svc: 1, ..Vip::default() });
-    vip(&mut t, "10.0.0.10", 53, 17, Vip { svc: 2, ..Vip::default() });
+    vip(
+        &mut t,
+        "10.0.0.10",
+        80,
+        6,
+        Vip {
+            svc: 1,
+            ..Vip::default()
+        },
+    );
+    vip(
+        &mut t,
+        "10.0.0.10",
+        53,
+        17,
+        Vip {
+            svc: 2,
+            ..Vip::default()
+        },
+    );
     vip(
         &mut t,
         "10.0.0.11",
         80,
         6,
-        Vip { svc: 3, sched: abi::SCHED_SH, method: abi::METHOD_DR, table_off: 0, table_size: 16, table_bits: 4, ..Vip::default() },
+        Vip {
+            svc: 3,
+            sched: abi::SCHED_SH,
+            method: abi::METHOD_DR,
+            table_off: 0,
+            table_size: 16,
+            table_bits: 4,
+            ..Vip::default()
+        },
     );
     vip(
         &mut t,
         "10.0.0.12",
         80,
         6,
-        Vip { svc: 4, sched: abi::SCHED_MH, sched_flags: abi::SCHED_F_PORT, method: abi::METHOD_NAT, table_off: 16, table_size: 251, ..Vip::default() },
+        Vip {
+            svc: 4,
+            sched: abi::SCHED_MH,
+            sched_flags: abi::SCHED_F_PORT,
+            method: abi::METHOD_NAT,
+            table_off: 16,
+            table_size: 251,
+            ..Vip::default()
+        },
     );
     vip(
         &mut t,
         "10.0.0.13",
         53,
         17,
-        Vip { svc: 5, sched: abi::SCHED_DH, method: abi::METHOD_TUN, table_off: 300, table_size: 256, table_bits: 8, ..Vip::default() },
+        Vip {
+            svc: 5,
+            sched: abi::SCHED_DH,
+            method: abi::METHOD_TUN,
+            table_off: 300,
+            table_size: 256,
+            table_bits: 8,
+            ..Vip::default()
+        },
     );
     vip(
         &mut t,
         "fd00::10",
         80,
         6,
-        Vip { svc: 6, sched: abi::SCHED_SH, sched_flags: abi::SCHED_F_PORT, method: abi::METHOD_DR, table_off: 600, table_size: 16, table_bits: 4, ..Vip::default() },
+        Vip {
+            svc: 6,
+            sched: abi::SCHED_SH,
+            sched_flags: abi::SCHED_F_PORT,
+            method: abi::METHOD_DR,
+            table_off: 600,
+            table_size: 16,
+            table_bits: 4,
+            ..Vip::default()
+        },
     );
     for s in 0..16u32 {
         t.hash.insert(s, s % 2);
-        t.hash.insert(600 + s, if s % 3 == 0 { abi::NO_REAL } else { 8 });
+        t.hash
+            .insert(600 + s, if s % 3 == 0 { abi::NO_REAL } else { 8 });
     }
     for s in 0..251u32 {
         t.hash.insert(16 + s, 5);
@@ -114,21 +203,49 @@ fn tables(ingress: u32, other: u32) -> Tables {
     let mut add = |k: FlowKey, f: abi::Flow| {
         t.flows.insert(k, f);
     };
-    add(FlowKey::new(client, 40000, ip("10.0.0.10"), 80, 6), flow(0, abi::METHOD_DR, abi::FLOW_F_NOTIFY_ACK));
-    add(FlowKey::new(client, 40001, ip("10.0.0.10"), 80, 6), flow(1, abi::METHOD_DR, 0));
-    add(FlowKey::new(client, 40002, ip("10.0.0.10"), 80, 6), flow(2, abi::METHOD_TUN, 0));
-    add(FlowKey::new(client, 40003, ip("10.0.0.10"), 80, 6), flow(3, abi::METHOD_TUN, 0));
-    add(FlowKey::new(client, 40004, ip("10.0.0.10"), 80, 6), flow(4, abi::METHOD_TUN, 0));
-    add(FlowKey::new(c6, 40005, ip("fd00::10"), 80, 6), flow(8, abi::METHOD_DR, 0));
-    add(FlowKey::new(client, 5353, ip("10.0.0.10"), 53, 17), flow(3, abi::METHOD_TUN, 0));
+    add(
+        FlowKey::new(client, 40000, ip("10.0.0.10"), 80, 6),
+        flow(0, abi::METHOD_DR, abi::FLOW_F_NOTIFY_ACK),
+    );
+    add(
+        FlowKey::new(client, 40001, ip("10.0.0.10"), 80, 6),
+        flow(1, abi::METHOD_DR, 0),
+    );
+    add(
+        FlowKey::new(client, 40002, ip("10.0.0.10"), 80, 6),
+        flow(2, abi::METHOD_TUN, 0),
+    );
+    add(
+        FlowKey::new(client, 40003, ip("10.0.0.10"), 80, 6),
+        flow(3, abi::METHOD_TUN, 0),
+    );
+    add(
+        FlowKey::new(client, 40004, ip("10.0.0.10"), 80, 6),
+        flow(4, abi::METHOD_TUN, 0),
+    );
+    add(
+        FlowKey::new(c6, 40005, ip("fd00::10"), 80, 6),
+        flow(8, abi::METHOD_DR, 0),
+    );
+    add(
+        FlowKey::new(client, 5353, ip("10.0.0.10"), 53, 17),
+        flow(3, abi::METHOD_TUN, 0),
+    );
     let mut nat = flow(5, abi::METHOD_NAT, abi::FLOW_F_DNAT);
     nat.new_daddr = abi::addr_bytes(ip("10.1.0.15"));
     nat.new_dport_be = 8080u16.to_be();
     add(FlowKey::new(client, 40010, ip("10.0.0.10"), 80, 6), nat);
     let mut nat_udp = nat;
     nat_udp.flags = abi::FLOW_F_DNAT;
-    add(FlowKey::new(client, 40010, ip("10.0.0.10"), 53, 17), nat_udp);
-    let mut reply = flow(abi::NO_REAL, abi::METHOD_NAT, abi::FLOW_F_OUT | abi::FLOW_F_SNAT);
+    add(
+        FlowKey::new(client, 40010, ip("10.0.0.10"), 53, 17),
+        nat_udp,
+    );
+    let mut reply = flow(
+        abi::NO_REAL,
+        abi::METHOD_NAT,
+        abi::FLOW_F_OUT | abi::FLOW_F_SNAT,
+    );
     reply.new_saddr = abi::addr_bytes(ip("10.0.0.10"));
     reply.new_sport_be = 80u16.to_be();
     reply.ifindex = ingress;
@@ -145,7 +262,11 @@ fn tables(ingress: u32, other: u32) -> Tables {
     fnat.new_saddr = abi::addr_bytes(ip("10.1.0.2"));
     fnat.new_sport_be = 1025u16.to_be();
     add(FlowKey::new(client, 40020, ip("10.0.0.10"), 80, 6), fnat);
-    let mut fback = flow(abi::NO_REAL, abi::METHOD_FNAT, abi::FLOW_F_OUT | abi::FLOW_F_SNAT | abi::FLOW_F_DNAT);
+    let mut fback = flow(
+        abi::NO_REAL,
+        abi::METHOD_FNAT,
+        abi::FLOW_F_OUT | abi::FLOW_F_SNAT | abi::FLOW_F_DNAT,
+    );
     fback.new_saddr = abi::addr_bytes(ip("10.0.0.10"));
     fback.new_sport_be = 80u16.to_be();
     fback.new_daddr = abi::addr_bytes(client);
@@ -153,7 +274,10 @@ fn tables(ingress: u32, other: u32) -> Tables {
     fback.ifindex = other;
     fback.dmac = CLIENT_MAC;
     fback.smac = DIRECTOR_MAC;
-    add(FlowKey::new(ip("10.1.0.16"), 80, ip("10.1.0.2"), 1025, 6), fback);
+    add(
+        FlowKey::new(ip("10.1.0.16"), 80, ip("10.1.0.2"), 1025, 6),
+        fback,
+    );
     t
 }
 
@@ -185,8 +309,14 @@ fn frame(src: &str, dst: &str, l4: L4, payload: &[u8]) -> Vec<u8> {
             t.write(&mut out, payload).unwrap();
         }
         L4::Udp(sp, dp) => b.udp(sp, dp).write(&mut out, payload).unwrap(),
-        L4::Icmp4(ty, code) => b.icmpv4_raw(ty, code, [0, 1, 0, 1]).write(&mut out, payload).unwrap(),
-        L4::Icmp6(ty, code) => b.icmpv6_raw(ty, code, [0, 1, 0, 1]).write(&mut out, payload).unwrap(),
+        L4::Icmp4(ty, code) => b
+            .icmpv4_raw(ty, code, [0, 1, 0, 1])
+            .write(&mut out, payload)
+            .unwrap(),
+        L4::Icmp6(ty, code) => b
+            .icmpv6_raw(ty, code, [0, 1, 0, 1])
+            .write(&mut out, payload)
+            .unwrap(),
     }
     out
 }
@@ -227,12 +357,32 @@ fn crafted() -> Vec<Vec<u8>> {
     v.push(frame("10.1.0.15", c, L4::Tcp(8080, 40010, SYN | ACK), &[]));
     v.push(frame(c6, "fd00::10", L4::Tcp(40011, 80, ACK), &body));
     v.push(frame(c, "10.0.0.10", L4::Tcp(40020, 80, ACK), &body));
-    v.push(frame("10.1.0.16", "10.1.0.2", L4::Tcp(80, 1025, ACK), &body));
+    v.push(frame(
+        "10.1.0.16",
+        "10.1.0.2",
+        L4::Tcp(80, 1025, ACK),
+        &body,
+    ));
     for s in 0..40u16 {
-        v.push(frame(&format!("10.0.{}.{}", s / 7, s), "10.0.0.11", L4::Tcp(1000 + s, 80, SYN), &[]));
-        v.push(frame(&format!("10.0.{}.{}", s / 7, s), "10.0.0.12", L4::Tcp(2000 + s, 80, SYN), &[]));
+        v.push(frame(
+            &format!("10.0.{}.{}", s / 7, s),
+            "10.0.0.11",
+            L4::Tcp(1000 + s, 80, SYN),
+            &[],
+        ));
+        v.push(frame(
+            &format!("10.0.{}.{}", s / 7, s),
+            "10.0.0.12",
+            L4::Tcp(2000 + s, 80, SYN),
+            &[],
+        ));
         v.push(frame(c, "10.0.0.13", L4::Udp(3000 + s, 53), b"dh"));
-        v.push(frame(&format!("fd00::{s:x}"), "fd00::10", L4::Tcp(4000 + s, 80, SYN), &[]));
+        v.push(frame(
+            &format!("fd00::{s:x}"),
+            "fd00::10",
+            L4::Tcp(4000 + s, 80, SYN),
+            &[],
+        ));
     }
     v.push(frame(c, "10.0.0.11", L4::Tcp(1000, 80, SYN), &[])); // the flow now exists
     v.push(frame(c, "10.0.0.11", L4::Tcp(1000, 80, ACK), &[]));
@@ -241,13 +391,33 @@ fn crafted() -> Vec<Vec<u8>> {
     v.push(frame(c6, "fd00::10", L4::Icmp6(128, 0), b"ping6"));
     v.push(frame(c, "10.9.9.9", L4::Icmp4(8, 0), b"ping"));
     let quoted = frame("10.0.0.10", c, L4::Tcp(80, 40000, ACK), &[1, 2, 3, 4]);
-    v.push(frame("192.0.2.1", "10.0.0.10", L4::Icmp4(3, 4), &quoted[14..14 + 28]));
+    v.push(frame(
+        "192.0.2.1",
+        "10.0.0.10",
+        L4::Icmp4(3, 4),
+        &quoted[14..14 + 28],
+    ));
     let quoted_tun = frame("10.0.0.10", c, L4::Tcp(80, 40002, ACK), &[]);
-    v.push(frame("192.0.2.1", "10.0.0.10", L4::Icmp4(3, 4), &quoted_tun[14..14 + 28]));
+    v.push(frame(
+        "192.0.2.1",
+        "10.0.0.10",
+        L4::Icmp4(3, 4),
+        &quoted_tun[14..14 + 28],
+    ));
     let quoted6 = frame("fd00::10", c6, L4::Tcp(80, 40005, ACK), &[]);
-    v.push(frame("fd00:2::1", "fd00::10", L4::Icmp6(2, 0), &quoted6[14..14 + 48]));
+    v.push(frame(
+        "fd00:2::1",
+        "fd00::10",
+        L4::Icmp6(2, 0),
+        &quoted6[14..14 + 48],
+    ));
     let quoted_nat = frame("10.0.0.10", c, L4::Tcp(80, 40010, ACK), &[]);
-    v.push(frame("192.0.2.1", "10.0.0.10", L4::Icmp4(3, 4), &quoted_nat[14..14 + 28]));
+    v.push(frame(
+        "192.0.2.1",
+        "10.0.0.10",
+        L4::Icmp4(3, 4),
+        &quoted_nat[14..14 + 28],
+    ));
     // Fragments, options, VLAN, ARP, truncation, a big frame for the tunnel.
     let mut frag = frame(c, "10.0.0.10", L4::Tcp(40000, 80, ACK), &body);
     frag[14 + 6] |= 0x20; // MF
@@ -350,23 +520,33 @@ fn xdp_program_and_reference_engine_agree() {
         return;
     }
     let ns = format!("rvsdiff{}", std::process::id());
-    let status = std::process::Command::new("ip").args(["netns", "add", &ns]).status().unwrap();
+    let status = std::process::Command::new("ip")
+        .args(["netns", "add", &ns])
+        .status()
+        .unwrap();
     assert!(status.success());
     struct Cleanup(String);
     impl Drop for Cleanup {
         fn drop(&mut self) {
-            let _ = std::process::Command::new("ip").args(["netns", "del", &self.0]).status();
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &self.0])
+                .status();
         }
     }
     let _cleanup = Cleanup(ns.clone());
     let ns2 = ns.clone();
-    std::thread::spawn(move || run_in_netns(&ns2)).join().unwrap();
+    std::thread::spawn(move || run_in_netns(&ns2))
+        .join()
+        .unwrap();
 }
 
 fn run_in_netns(ns: &str) {
     rvs_sys::netns::enter(ns).unwrap();
     let sh = |args: &[&str]| {
-        let st = std::process::Command::new("ip").args(args).status().unwrap();
+        let st = std::process::Command::new("ip")
+            .args(args)
+            .status()
+            .unwrap();
         assert!(st.success(), "ip {args:?}");
     };
     sh(&["link", "set", "lo", "up"]);
@@ -425,25 +605,54 @@ fn run_in_netns(ns: &str) {
             f
         );
         if matches!(m.verdict, Verdict::Tx | Verdict::Redirect(_)) || k.frame.len() == f.len() {
-            assert_eq!(k.frame, m.frame, "frame {i} output bytes ({:?})\n{:02x?}", m.verdict, f);
+            assert_eq!(
+                k.frame, m.frame,
+                "frame {i} output bytes ({:?})\n{:02x?}",
+                m.verdict, f
+            );
         }
-        *verdicts.entry(format!("{:?}", m.verdict).split('(').next().unwrap().to_string()).or_default() += 1;
+        *verdicts
+            .entry(
+                format!("{:?}", m.verdict)
+                    .split('(')
+                    .next()
+                    .unwrap()
+                    .to_string(),
+            )
+            .or_default() += 1;
     }
     // Counters: the kernel's sums equal the engine's.
     let ks = kernel.stats().unwrap();
     for st in Stat::ALL {
-        assert_eq!(ks[st as usize], model.stats[st as usize], "counter {}", st.name());
+        assert_eq!(
+            ks[st as usize],
+            model.stats[st as usize],
+            "counter {}",
+            st.name()
+        );
     }
     // Flow entries: same keys and same forwarding fields (times and counts aside).
-    let kflows: std::collections::HashMap<FlowKey, abi::Flow> = kernel.flows().unwrap().into_iter().collect();
+    let kflows: std::collections::HashMap<FlowKey, abi::Flow> =
+        kernel.flows().unwrap().into_iter().collect();
     assert_eq!(kflows.len(), model.flows.len(), "flow count");
     for (k, mf) in &model.flows {
-        let kf = kflows.get(k).unwrap_or_else(|| panic!("kernel lacks flow {k:?}"));
-        let strip = |f: &abi::Flow| abi::Flow { last_seen_ns: 0, ..*f };
+        let kf = kflows
+            .get(k)
+            .unwrap_or_else(|| panic!("kernel lacks flow {k:?}"));
+        let strip = |f: &abi::Flow| abi::Flow {
+            last_seen_ns: 0,
+            ..*f
+        };
         assert_eq!(strip(kf), strip(mf), "flow {k:?}");
     }
-    eprintln!("differential: {} frames, verdicts {verdicts:?}", frames.len());
+    eprintln!(
+        "differential: {} frames, verdicts {verdicts:?}",
+        frames.len()
+    );
     for path in ["Tx", "Redirect", "Pass", "Drop", "Upcall"] {
-        assert!(verdicts.get(path).copied().unwrap_or(0) > 0, "no frame took {path}: {verdicts:?}");
+        assert!(
+            verdicts.get(path).copied().unwrap_or(0) > 0,
+            "no frame took {path}: {verdicts:?}"
+        );
     }
 }

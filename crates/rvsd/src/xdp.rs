@@ -66,7 +66,9 @@ pub struct XdpOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum XdpStartError {
-    #[error("the XDP packet plane needs {0} (run as root, or grant it with setcap/AmbientCapabilities)")]
+    #[error(
+        "the XDP packet plane needs {0} (run as root, or grant it with setcap/AmbientCapabilities)"
+    )]
     Capability(String),
     #[error("the XDP packet plane needs at least one --xdp-iface")]
     NoInterface,
@@ -216,8 +218,7 @@ fn snapshot(d: &Director) -> Vec<ServiceSnap> {
             && methods.len() == 1
             && !methods.contains(&Some(abi::METHOD_FNAT))
             && !methods.contains(&None)
-            && d
-                .dests_of(svc)
+            && d.dests_of(svc)
                 .all(|x| x.config.u_threshold == 0 && x.config.l_threshold == 0);
         let xdp_sched = if simple {
             let kind = match svc.config.scheduler {

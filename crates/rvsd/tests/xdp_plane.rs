@@ -31,7 +31,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use common::netns::{in_netns, ip, is_root, run_checked, spawn_in_netns, wait_until, Lan, Node, Proc};
+use common::netns::{
+    in_netns, ip, is_root, run_checked, spawn_in_netns, wait_until, Lan, Node, Proc,
+};
 
 const VIP: &str = "10.0.0.10";
 const CLIENT_SOURCES: u8 = 32;
@@ -67,7 +69,15 @@ fn ns_sh(node: &Node, cmd: &str) -> String {
 fn sysctl(node: &Node, key: &str, value: &str) {
     run_checked(
         "ip",
-        &["netns", "exec", node.ns(), "sysctl", "-q", "-w", &format!("{key}={value}")],
+        &[
+            "netns",
+            "exec",
+            node.ns(),
+            "sysctl",
+            "-q",
+            "-w",
+            &format!("{key}={value}"),
+        ],
     );
 }
 
@@ -125,7 +135,8 @@ impl RealServer {
             }));
         }
         for _ in 0..2 {
-            rx.recv_timeout(Duration::from_secs(5)).expect("real server ready");
+            rx.recv_timeout(Duration::from_secs(5))
+                .expect("real server ready");
         }
         RealServer { stop, threads }
     }
@@ -185,17 +196,69 @@ impl Topology {
             reals.push(lan.add_node(REAL_NAMES[i], &format!("10.1.0.1{}/24", i + 1)));
         }
         for i in 1..CLIENT_SOURCES {
-            ip(&["-n", client.ns(), "addr", "add", &format!("10.0.0.{}/24", 100 + u32::from(i)), "dev", "eth0"]);
+            ip(&[
+                "-n",
+                client.ns(),
+                "addr",
+                "add",
+                &format!("10.0.0.{}/24", 100 + u32::from(i)),
+                "dev",
+                "eth0",
+            ]);
         }
-        ip(&["-n", client.ns(), "route", "add", "10.1.0.0/24", "via", "10.0.0.1"]);
-        ip(&["-n", director.ns(), "addr", "add", "10.1.0.1/24", "dev", "eth0"]);
-        ip(&["-n", director.ns(), "addr", "add", &format!("{VIP}/32"), "dev", "eth0"]);
+        ip(&[
+            "-n",
+            client.ns(),
+            "route",
+            "add",
+            "10.1.0.0/24",
+            "via",
+            "10.0.0.1",
+        ]);
+        ip(&[
+            "-n",
+            director.ns(),
+            "addr",
+            "add",
+            "10.1.0.1/24",
+            "dev",
+            "eth0",
+        ]);
+        ip(&[
+            "-n",
+            director.ns(),
+            "addr",
+            "add",
+            &format!("{VIP}/32"),
+            "dev",
+            "eth0",
+        ]);
         if method == Method::FullNat {
-            ip(&["-n", director.ns(), "addr", "add", "10.1.0.2/24", "dev", "eth0"]);
+            ip(&[
+                "-n",
+                director.ns(),
+                "addr",
+                "add",
+                "10.1.0.2/24",
+                "dev",
+                "eth0",
+            ]);
         }
         // Traffic XDP rewrites must carry real checksums (veth leaves them partial).
         for n in [&client, &director].into_iter().chain(reals.iter()) {
-            run_checked("ip", &["netns", "exec", n.ns(), "ethtool", "-K", "eth0", "tx", "off"]);
+            run_checked(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    n.ns(),
+                    "ethtool",
+                    "-K",
+                    "eth0",
+                    "tx",
+                    "off",
+                ],
+            );
         }
         let dir = tempfile::tempdir().unwrap();
         let realserver = env!("CARGO_BIN_EXE_rvs-realserver");
@@ -206,13 +269,40 @@ impl Topology {
             let state = state.to_str().unwrap();
             match method {
                 Method::Dr => {
-                    run_checked("ip", &["netns", "exec", rs.ns(), realserver, "--state", state, "dr", "up", "--vip", VIP]);
+                    run_checked(
+                        "ip",
+                        &[
+                            "netns",
+                            "exec",
+                            rs.ns(),
+                            realserver,
+                            "--state",
+                            state,
+                            "dr",
+                            "up",
+                            "--vip",
+                            VIP,
+                        ],
+                    );
                     ip(&["-n", rs.ns(), "route", "add", "10.0.0.0/24", "dev", "eth0"]);
                 }
                 Method::Tun => {
                     run_checked(
                         "ip",
-                        &["netns", "exec", rs.ns(), realserver, "--state", state, "tun", "up", "--vip", VIP, "--dev", "eth0"],
+                        &[
+                            "netns",
+                            "exec",
+                            rs.ns(),
+                            realserver,
+                            "--state",
+                            state,
+                            "tun",
+                            "up",
+                            "--vip",
+                            VIP,
+                            "--dev",
+                            "eth0",
+                        ],
                     );
                     ip(&["-n", rs.ns(), "route", "add", "10.0.0.0/24", "dev", "eth0"]);
                 }
@@ -282,7 +372,9 @@ impl Topology {
         }
         // The plane syncs the table every 250 ms and resolves the real servers' MACs.
         std::thread::sleep(Duration::from_millis(1500));
-        t.rvsd.as_mut().map(|p| assert!(p.is_running(), "rvsd exited"));
+        t.rvsd
+            .as_mut()
+            .map(|p| assert!(p.is_running(), "rvsd exited"));
         t
     }
 
@@ -305,7 +397,11 @@ impl Topology {
     fn xdp_view(&self) -> serde_json::Value {
         let mut s = std::os::unix::net::UnixStream::connect(&self.socket).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        write!(s, "GET /v1/xdp HTTP/1.1\r\nHost: rvsd\r\nConnection: close\r\n\r\n").unwrap();
+        write!(
+            s,
+            "GET /v1/xdp HTTP/1.1\r\nHost: rvsd\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
         let mut text = String::new();
         s.read_to_string(&mut text).unwrap();
         let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
@@ -313,10 +409,13 @@ impl Topology {
     }
 
     fn director_rx_bytes(&self) -> u64 {
-        ns_sh(&self.director, "cat /sys/class/net/eth0/statistics/rx_bytes")
-            .trim()
-            .parse()
-            .unwrap()
+        ns_sh(
+            &self.director,
+            "cat /sys/class/net/eth0/statistics/rx_bytes",
+        )
+        .trim()
+        .parse()
+        .unwrap()
     }
 }
 
@@ -334,7 +433,11 @@ fn download(source: Ipv4Addr, n: usize) -> std::io::Result<(String, String, Vec<
     let nl = all.iter().position(|&b| b == b'\n').unwrap_or(all.len());
     let head = String::from_utf8_lossy(&all[..nl]).into_owned();
     let (name, peer) = head.split_once(' ').unwrap_or((&head, ""));
-    Ok((name.to_string(), peer.to_string(), all.get(nl + 1..).unwrap_or(&[]).to_vec()))
+    Ok((
+        name.to_string(),
+        peer.to_string(),
+        all.get(nl + 1..).unwrap_or(&[]).to_vec(),
+    ))
 }
 
 fn source(i: u8) -> Ipv4Addr {
@@ -359,8 +462,14 @@ fn check_method(method: Method, sched: &str) {
             let (name, peer, body) = in_netns(t.client.ns(), move || download(src, 1000))
                 .unwrap_or_else(|e| panic!("{method:?} round {round} from {src}: {e}\n{}", logs()));
             assert_eq!(body.len(), 1000, "{method:?} from {src}");
-            assert!(body.iter().enumerate().all(|(i, &b)| b == pattern(i)), "{method:?} body");
-            let peer_ip = peer.rsplit_once(':').map(|(a, _)| a.to_string()).unwrap_or_default();
+            assert!(
+                body.iter().enumerate().all(|(i, &b)| b == pattern(i)),
+                "{method:?} body"
+            );
+            let peer_ip = peer
+                .rsplit_once(':')
+                .map(|(a, _)| a.to_string())
+                .unwrap_or_default();
             match method {
                 // FullNAT: the real server sees the director's local address.
                 Method::FullNat => assert_eq!(peer_ip, "10.1.0.2", "{method:?} peer"),
@@ -369,7 +478,11 @@ fn check_method(method: Method, sched: &str) {
             *per_real.entry(name).or_default() += 1;
         }
     }
-    assert_eq!(per_real.len(), 3, "{method:?}: every real server gets connections: {per_real:?}");
+    assert_eq!(
+        per_real.len(),
+        3,
+        "{method:?}: every real server gets connections: {per_real:?}"
+    );
 
     // Parallel large downloads, checked byte for byte.
     const BIG: usize = 1 << 20;
@@ -381,9 +494,15 @@ fn check_method(method: Method, sched: &str) {
         .collect();
     let mut downloaded = 0usize;
     for h in handles {
-        let (_, _, body) = h.join().unwrap().unwrap_or_else(|e| panic!("{method:?} parallel: {e}\n{}", logs()));
+        let (_, _, body) = h
+            .join()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{method:?} parallel: {e}\n{}", logs()));
         assert_eq!(body.len(), BIG);
-        assert!(body.iter().enumerate().all(|(i, &b)| b == pattern(i)), "{method:?} big body");
+        assert!(
+            body.iter().enumerate().all(|(i, &b)| b == pattern(i)),
+            "{method:?} big body"
+        );
         downloaded += body.len();
     }
     let through_director = t.director_rx_bytes() - rx_before;
@@ -412,7 +531,10 @@ fn check_method(method: Method, sched: &str) {
         })
         .unwrap_or_else(|e| panic!("{method:?} UDP from {src}: {e}\n{}", logs()));
         let text = String::from_utf8_lossy(&reply);
-        assert!(text.starts_with("rs") && text.ends_with(":ping"), "{method:?} UDP reply {text}");
+        assert!(
+            text.starts_with("rs") && text.ends_with(":ping"),
+            "{method:?} UDP reply {text}"
+        );
     }
 
     // Held connections show as ESTABLISHED in -Lnc, bound to real servers.
@@ -420,14 +542,19 @@ fn check_method(method: Method, sched: &str) {
         .map(|i| {
             let src = source(20 + i);
             in_netns(t.client.ns(), move || {
-                let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-                sock.bind(&SocketAddr::new(IpAddr::V4(src), 0).into()).unwrap();
+                let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                    .unwrap();
+                sock.bind(&SocketAddr::new(IpAddr::V4(src), 0).into())
+                    .unwrap();
                 let vip: SocketAddr = format!("{VIP}:80").parse().unwrap();
-                sock.connect_timeout(&vip.into(), Duration::from_secs(3)).unwrap();
+                sock.connect_timeout(&vip.into(), Duration::from_secs(3))
+                    .unwrap();
                 let mut s: TcpStream = sock.into();
                 writeln!(s, "HOLD").unwrap();
                 let mut line = String::new();
-                BufReader::new(s.try_clone().unwrap()).read_line(&mut line).unwrap();
+                BufReader::new(s.try_clone().unwrap())
+                    .read_line(&mut line)
+                    .unwrap();
                 s
             })
         })
@@ -439,7 +566,10 @@ fn check_method(method: Method, sched: &str) {
             .lines()
             .find(|l| l.contains(&format!("{src}:")) && l.contains("ESTABLISHED"))
             .unwrap_or_else(|| panic!("{method:?}: no ESTABLISHED entry for {src} in\n{lnc}"));
-        assert!(line.contains("10.1.0.1"), "{method:?}: entry names a real server: {line}");
+        assert!(
+            line.contains("10.1.0.1"),
+            "{method:?}: entry names a real server: {line}"
+        );
     }
     let stats = t.rvsadm(&["-Ln", "--stats"]);
     assert!(stats.contains(&format!("{VIP}:80")), "{stats}");
@@ -451,7 +581,11 @@ fn check_method(method: Method, sched: &str) {
             .filter(|l| l.contains(&format!("{}:", source(20))))
             .all(|l| !l.contains("ESTABLISHED"))
     });
-    assert!(closed, "{method:?}: closed connection left ESTABLISHED\n{}", t.rvsadm(&["-Lnc"]));
+    assert!(
+        closed,
+        "{method:?}: closed connection left ESTABLISHED\n{}",
+        t.rvsadm(&["-Lnc"])
+    );
     // The counters say which path carried the traffic.
     std::thread::sleep(Duration::from_millis(1200));
     let view = t.xdp_view();
@@ -462,14 +596,23 @@ fn check_method(method: Method, sched: &str) {
         Method::Nat => "fwd_nat",
         Method::FullNat => "fwd_fnat",
     };
-    assert!(c(fwd) > 1000, "{method:?}: {fwd} counts the fast path: {view}");
+    assert!(
+        c(fwd) > 1000,
+        "{method:?}: {fwd} counts the fast path: {view}"
+    );
     assert_eq!(c("fwd_reply") > 0, method.replies_via_director(), "{view}");
     if sched == "mh" {
-        assert!(c("xdp_sched") >= u64::from(CLIENT_SOURCES), "mh decides in XDP: {view}");
+        assert!(
+            c("xdp_sched") >= u64::from(CLIENT_SOURCES),
+            "mh decides in XDP: {view}"
+        );
         assert_eq!(view["driver"]["new_mismatch"], 0, "{view}");
     } else {
         assert_eq!(c("xdp_sched"), 0, "{view}");
-        assert!(c("upcall") >= u64::from(CLIENT_SOURCES) * 2, "{sched} goes up: {view}");
+        assert!(
+            c("upcall") >= u64::from(CLIENT_SOURCES) * 2,
+            "{sched} goes up: {view}"
+        );
     }
     assert_eq!(view["driver"]["send_errors"], 0, "{view}");
     let _ = &t.reals;
