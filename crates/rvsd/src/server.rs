@@ -285,7 +285,8 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), S
                 plane.sync_table(&shared).await;
                 lock(&shared).attach_xdp(plane.view());
                 tracing::info!(interfaces = ?xo.interfaces, "XDP packet plane attached");
-                tasks.push(tokio::spawn(plane.run(shared.clone(), quit_rx.clone())));
+                let (shared, quit) = (shared.clone(), quit_rx.clone());
+                tasks.push(tokio::task::spawn_blocking(move || plane.run_blocking(shared, quit)));
             }
             Err(e) => {
                 let _ = quit_tx.send(true);

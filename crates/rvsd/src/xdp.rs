@@ -29,12 +29,12 @@ use rvs_core::{
     ConnId, ConnKey, Counters, DestId, Director, Forward, InVerdict, Packet, Protocol,
     SchedulerKind, ServiceKey, TcpFlags, Time, TunnelKind,
 };
-use rvs_sys::caps::{missing_capabilities, Capability};
+use rvs_sys::{missing_capabilities, Capability};
 use rvs_sys::FrameSender;
 use rvs_xdp::abi::{self, FlowKey};
 use rvs_xdp::engine::{self, Parsed, Verdict};
 use rvs_xdp::loader::{AttachMode, Loaded};
-use tokio::io::unix::AsyncFd;
+use nix::poll::{poll, PollFd, PollFlags};
 use tokio::sync::watch;
 
 use crate::http::{lock, Shared};
@@ -831,51 +831,56 @@ impl XdpPlane {
         v.flows = self.flows.len();
     }
 
-    /// Runs the plane until `quit`: events as they come, table and traffic syncs on timers.
-    pub async fn run(mut self, shared: Shared, mut quit: watch::Receiver<bool>) {
-        let fd = match self.loaded.events_fd().try_clone_to_owned() {
-            Ok(fd) => fd,
+    /// Runs the plane on the calling (blocking) thread until `quit` turns true:
+    /// events as they come (poll(2) on the ring buffer), table and traffic syncs
+    /// on timers. Next-hop resolution runs on a small runtime of this thread, so
+    /// it sees this thread's network namespace.
+    pub fn run_blocking(mut self, shared: Shared, quit: watch::Receiver<bool>) {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
             Err(e) => {
-                tracing::error!(error = %e, "packet plane: event ring");
+                tracing::error!(error = %e, "packet plane: runtime");
                 return;
             }
         };
-        let ready = match AsyncFd::new(fd) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "packet plane: event ring");
-                return;
+        let mut next_table = std::time::Instant::now();
+        let mut next_traffic = std::time::Instant::now() + TRAFFIC_EVERY;
+        while !*quit.borrow() {
+            let now = std::time::Instant::now();
+            if now >= next_table {
+                rt.block_on(self.sync_table(&shared));
+                next_table = now + SYNC_EVERY;
             }
-        };
-        let mut table_timer = tokio::time::interval(SYNC_EVERY);
-        let mut traffic_timer = tokio::time::interval(TRAFFIC_EVERY);
-        let mut report = tokio::time::interval(Duration::from_secs(60));
-        loop {
-            tokio::select! {
-                guard = ready.readable() => {
-                    match guard {
-                        Ok(mut g) => {
-                            while self.handle_events(&shared) == EVENT_BATCH {}
-                            g.clear_ready();
-                            // Records that landed between the drain and clear_ready.
-                            self.handle_events(&shared);
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "packet plane: event ring");
-                            break;
-                        }
+            if now >= next_traffic {
+                self.sync_traffic(&shared);
+                self.refresh_view();
+                next_traffic = now + TRAFFIC_EVERY;
+            }
+            let wait = next_table
+                .min(next_traffic)
+                .saturating_duration_since(std::time::Instant::now())
+                .min(Duration::from_millis(50));
+            let wait_ms = u16::try_from(wait.as_millis()).unwrap_or(50);
+            let readable = {
+                let mut fds = [PollFd::new(self.loaded.events_fd(), PollFlags::POLLIN)];
+                match poll(&mut fds, wait_ms) {
+                    Ok(n) => n > 0,
+                    Err(nix::errno::Errno::EINTR) => false,
+                    Err(e) => {
+                        tracing::error!(error = %e, "packet plane: poll on the event ring");
+                        false
                     }
                 }
-                _ = table_timer.tick() => self.sync_table(&shared).await,
-                _ = traffic_timer.tick() => {
-                    self.sync_traffic(&shared);
-                    self.refresh_view();
-                }
-                _ = report.tick() => tracing::debug!(counters = ?self.counters, "packet plane"),
-                _ = quit.wait_for(|v| *v) => break,
+            };
+            if readable {
+                while self.handle_events(&shared) == EVENT_BATCH {}
             }
         }
+        self.refresh_view();
         // Dropping `self` detaches the program from its interfaces.
-        tracing::info!(stats = ?self.stats(), "packet plane stopped");
+        tracing::info!(stats = ?self.stats(), counters = ?self.counters, "packet plane stopped");
     }
 }
