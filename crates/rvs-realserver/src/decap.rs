@@ -75,13 +75,14 @@ pub fn prepare_pin_dir(pin_dir: &Path, caps: Caps) -> Result<()> {
         // Pins live as long as their bpffs mount. A private mount namespace (as
         // `ip netns exec` makes, with its own /sys) would drop the mount, and the
         // pinned program with it, when this process exits.
-        let own = std::fs::read_link("/proc/self/ns/mnt").context("reading /proc/self/ns/mnt")?;
-        let init = std::fs::read_link("/proc/1/ns/mnt").context("reading /proc/1/ns/mnt")?;
-        if own != init {
+        let own = std::fs::read_link("/proc/self/ns/mnt").ok();
+        let init = std::fs::read_link("/proc/1/ns/mnt").ok();
+        if own.is_none() || own != init {
             bail!(
-                "no bpf filesystem at /sys/fs/bpf in this mount namespace, and one mounted here \
-                 would vanish with it (ip netns exec gives a private one): run under \
-                 `nsenter --net=/run/netns/NAME`, or mount bpffs and pass --pin-dir on it"
+                "no bpf filesystem at /sys/fs/bpf, and this process cannot tell that it runs in \
+                 the host's mount namespace (a bpffs mounted in a private one, as `ip netns exec` \
+                 makes, would vanish with the pinned program when it exits): run \
+                 `mount -t bpf bpf /sys/fs/bpf` on the host, or pass --pin-dir on a mounted bpffs"
             );
         }
         nix::mount::mount(

@@ -132,6 +132,12 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// An rvs-sys error as one message (its Display already ends with the OS
+/// error, which anyhow's chain would print a second time).
+fn sys(error: rvs_sys::SysError) -> anyhow::Error {
+    anyhow!("{error}")
+}
+
 struct TunRequest {
     dev: String,
     locals: Vec<IpAddr>,
@@ -163,9 +169,9 @@ impl Netlink {
             .context("starting the tokio runtime")?;
         let addresses = {
             let _entered = runtime.enter();
-            Addresses::new()?
+            Addresses::new().map_err(sys)?
         };
-        let lo = rvs_sys::interface("lo")?.index;
+        let lo = rvs_sys::interface("lo").map_err(sys)?.index;
         Ok(Netlink {
             runtime,
             addresses,
@@ -174,7 +180,10 @@ impl Netlink {
     }
 
     fn lo_addresses(&self) -> Result<Vec<IpAddr>> {
-        let list = self.runtime.block_on(self.addresses.list(self.lo))?;
+        let list = self
+            .runtime
+            .block_on(self.addresses.list(self.lo))
+            .map_err(sys)?;
         Ok(list.into_iter().map(|(addr, _)| addr).collect())
     }
 }
@@ -200,7 +209,7 @@ fn up(state_path: &Path, mode: Mode, vips: &[IpAddr], tun: Option<&TunRequest>) 
     let tun_dev = match tun {
         Some(request) => Some(
             rvs_sys::interface(&request.dev)
-                .with_context(|| format!("the tunnel device {}", request.dev))?,
+                .map_err(|e| anyhow!("the tunnel device (--dev): {e}"))?,
         ),
         None => None,
     };
@@ -231,7 +240,7 @@ fn up(state_path: &Path, mode: Mode, vips: &[IpAddr], tun: Option<&TunRequest>) 
         return match teardown(&net, &state) {
             Ok(()) => {
                 State::remove(state_path)?;
-                Err(e.context("nothing was left changed"))
+                Err(anyhow!("{e:#} (everything `up` had changed is undone)"))
             }
             Err(undo) => Err(e.context(format!(
                 "undoing the partial setup failed too ({undo:#}); {} keeps what is left",
@@ -273,15 +282,17 @@ fn apply(
     }
     for vip in &state.vips_added {
         net.runtime
-            .block_on(net.addresses.add(net.lo, *vip, prefix_of(*vip), None))?;
+            .block_on(net.addresses.add(net.lo, *vip, prefix_of(*vip), None))
+            .map_err(sys)?;
     }
     let (Some(request), Some(dev)) = (tun, tun_dev) else {
         return Ok(());
     };
     let locals = if request.locals.is_empty() {
-        let mut locals: Vec<IpAddr> = rvs_sys::interface_addrs(&dev.name, false)?
+        let mut locals: Vec<IpAddr> = rvs_sys::interface_addrs(&dev.name, false)
+            .map_err(sys)?
             .into_iter()
-            .chain(rvs_sys::interface_addrs(&dev.name, true)?)
+            .chain(rvs_sys::interface_addrs(&dev.name, true).map_err(sys)?)
             .map(|(addr, _)| addr)
             .collect();
         locals.dedup();

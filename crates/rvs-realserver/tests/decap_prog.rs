@@ -91,59 +91,44 @@ fn tunnelled_frames_for_a_vip_become_ethernet_and_the_inner_packet() {
     }
     let mut ebpf = loaded();
     let gue = |inner: &[u8]| udp(51234, GUE_PORT, inner);
-    let cases: Vec<(&str, u16, Vec<u8>, u16, Vec<u8>)> = vec![
+    let frame = |ethertype: u16, packet: &[u8]| ethernet(DST_MAC, SRC_MAC, ethertype, packet);
+    // (name, frame in, frame expected out)
+    let cases: Vec<(&str, Vec<u8>, Vec<u8>)> = vec![
         (
             "IPIP v4 in v4",
-            ETH_IPV4,
-            ipv4(DIRECTOR4, LOCAL4, 4, &inner4(VIP4)),
-            ETH_IPV4,
-            inner4(VIP4),
+            frame(ETH_IPV4, &ipv4(DIRECTOR4, LOCAL4, 4, &inner4(VIP4))),
+            frame(ETH_IPV4, &inner4(VIP4)),
         ),
         (
             "v6 in v6 (41)",
-            ETH_IPV6,
-            ipv6(DIRECTOR6, LOCAL6, 41, &inner6(VIP6)),
-            ETH_IPV6,
-            inner6(VIP6),
+            frame(ETH_IPV6, &ipv6(DIRECTOR6, LOCAL6, 41, &inner6(VIP6))),
+            frame(ETH_IPV6, &inner6(VIP6)),
         ),
         (
             "v6 in v4 (41)",
-            ETH_IPV4,
-            ipv4(DIRECTOR4, LOCAL4, 41, &inner6(VIP6)),
-            ETH_IPV6,
-            inner6(VIP6),
+            frame(ETH_IPV4, &ipv4(DIRECTOR4, LOCAL4, 41, &inner6(VIP6))),
+            frame(ETH_IPV6, &inner6(VIP6)),
         ),
         (
             "v4 in v6 (4)",
-            ETH_IPV6,
-            ipv6(DIRECTOR6, LOCAL6, 4, &inner4(VIP4)),
-            ETH_IPV4,
-            inner4(VIP4),
+            frame(ETH_IPV6, &ipv6(DIRECTOR6, LOCAL6, 4, &inner4(VIP4))),
+            frame(ETH_IPV4, &inner4(VIP4)),
         ),
         (
             "GUE v4 in v4",
-            ETH_IPV4,
-            ipv4(DIRECTOR4, LOCAL4, 17, &gue(&inner4(VIP4))),
-            ETH_IPV4,
-            inner4(VIP4),
+            frame(ETH_IPV4, &ipv4(DIRECTOR4, LOCAL4, 17, &gue(&inner4(VIP4)))),
+            frame(ETH_IPV4, &inner4(VIP4)),
         ),
         (
             "GUE v6 in v6",
-            ETH_IPV6,
-            ipv6(DIRECTOR6, LOCAL6, 17, &gue(&inner6(VIP6))),
-            ETH_IPV6,
-            inner6(VIP6),
+            frame(ETH_IPV6, &ipv6(DIRECTOR6, LOCAL6, 17, &gue(&inner6(VIP6)))),
+            frame(ETH_IPV6, &inner6(VIP6)),
         ),
     ];
-    for (name, outer_type, outer, inner_type, inner) in &cases {
-        let frame = ethernet(DST_MAC, SRC_MAC, *outer_type, outer);
-        let (verdict, out) = run(&mut ebpf, &frame);
+    for (name, input, expected) in &cases {
+        let (verdict, out) = run(&mut ebpf, input);
         assert_eq!(verdict, XDP_PASS, "{name}");
-        assert_eq!(
-            out,
-            ethernet(DST_MAC, SRC_MAC, *inner_type, inner),
-            "{name}: output frame"
-        );
+        assert_eq!(&out, expected, "{name}: output frame");
     }
     assert_eq!(counters(&ebpf), [cases.len() as u64, 0]);
 }
