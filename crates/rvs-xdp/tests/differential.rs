@@ -177,7 +177,6 @@ fn tables(ingress: u32, other: u32) -> Tables {
             table_off: 600,
             table_size: 16,
             table_bits: 4,
-            ..Vip::default()
         },
     );
     for s in 0..16u32 {
@@ -580,7 +579,7 @@ fn run_in_netns(ns: &str) {
     }
 
     let mut frames = crafted();
-    let mut rng = Rng(0x5eed_0f_d1ff);
+    let mut rng = Rng(0x005e_ed0f_d1ff);
     let bases = frames.clone();
     for i in 0..3000 {
         let base = &bases[i % bases.len()];

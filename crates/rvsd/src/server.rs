@@ -90,7 +90,7 @@ pub enum ServerError {
     #[error(transparent)]
     Vrrp(#[from] crate::vrrp::VrrpStartError),
     #[error(transparent)]
-    Xdp(#[from] crate::xdp::XdpStartError),
+    Xdp(#[from] Box<crate::xdp::XdpStartError>),
     #[error("{path}: {source}")]
     Keepalived {
         path: PathBuf,
@@ -286,7 +286,9 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), S
                 lock(&shared).attach_xdp(plane.view());
                 tracing::info!(interfaces = ?xo.interfaces, "XDP packet plane attached");
                 let (shared, quit) = (shared.clone(), quit_rx.clone());
-                tasks.push(tokio::task::spawn_blocking(move || plane.run_blocking(shared, quit)));
+                tasks.push(tokio::task::spawn_blocking(move || {
+                    plane.run_blocking(shared, quit)
+                }));
             }
             Err(e) => {
                 let _ = quit_tx.send(true);
@@ -294,7 +296,7 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), S
                     let _ = t.await;
                 }
                 let _ = std::fs::remove_file(&opts.socket);
-                return Err(e.into());
+                return Err(Box::new(e).into());
             }
         }
     }

@@ -25,16 +25,16 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::Duration;
 
+use nix::poll::{poll, PollFd, PollFlags};
 use rvs_core::{
     ConnId, ConnKey, Counters, DestId, Director, Forward, InVerdict, Packet, Protocol,
     SchedulerKind, ServiceKey, TcpFlags, Time, TunnelKind,
 };
-use rvs_sys::{missing_capabilities, Capability};
 use rvs_sys::FrameSender;
+use rvs_sys::{missing_capabilities, Capability};
 use rvs_xdp::abi::{self, FlowKey};
 use rvs_xdp::engine::{self, Parsed, Verdict};
 use rvs_xdp::loader::{AttachMode, Loaded};
-use nix::poll::{poll, PollFd, PollFlags};
 use tokio::sync::watch;
 
 use crate::http::{lock, Shared};
@@ -339,10 +339,12 @@ impl XdpPlane {
         // Resolve next hops outside the lock (it may wait for ARP/ND).
         for s in &snap {
             for d in &s.dests {
-                if !self.next_hops.contains_key(&d.addr) {
+                if let std::collections::hash_map::Entry::Vacant(slot) =
+                    self.next_hops.entry(d.addr)
+                {
                     match rvs_sys::next_hop(d.addr).await {
                         Ok(nh) => {
-                            self.next_hops.insert(d.addr, nh);
+                            slot.insert(nh);
                         }
                         Err(e) => {
                             self.counters.unresolved_reals += 1;

@@ -66,21 +66,6 @@ fn ns_sh(node: &Node, cmd: &str) -> String {
     run_checked("ip", &["netns", "exec", node.ns(), "sh", "-c", cmd])
 }
 
-fn sysctl(node: &Node, key: &str, value: &str) {
-    run_checked(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            node.ns(),
-            "sysctl",
-            "-q",
-            "-w",
-            &format!("{key}={value}"),
-        ],
-    );
-}
-
 /// The pattern byte at offset `i` of a download (not periodic in 256 so a
 /// shifted or repeated chunk shows).
 fn pattern(i: usize) -> u8 {
@@ -178,8 +163,36 @@ struct Topology {
     _servers: Vec<RealServer>,
     rvsd: Option<Proc>,
     socket: PathBuf,
+    bpffs: PathBuf,
     _dir: tempfile::TempDir,
     method: Method,
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        if let Some(mut p) = self.rvsd.take() {
+            p.signal(common::netns::Signal::SIGTERM);
+            let _ = p.wait_timeout(Duration::from_secs(5));
+        }
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.bpffs)
+            .status();
+    }
+}
+
+/// `rvs-realserver`, built beside this test's binary by `cargo test --workspace`
+/// (it belongs to another package, so Cargo gives no CARGO_BIN_EXE_ for it).
+fn realserver_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
+    let bin = dir.join("rvs-realserver");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p rvs-realserver` (cargo test --workspace builds it)",
+        bin.display()
+    );
+    bin
 }
 
 fn rvsadm_bin() -> &'static str {
@@ -192,8 +205,8 @@ impl Topology {
         let client = lan.add_node("client", "10.0.0.100/24");
         let director = lan.add_node("director", "10.0.0.1/24");
         let mut reals = Vec::new();
-        for i in 0..3 {
-            reals.push(lan.add_node(REAL_NAMES[i], &format!("10.1.0.1{}/24", i + 1)));
+        for (i, name) in REAL_NAMES.iter().enumerate() {
+            reals.push(lan.add_node(name, &format!("10.1.0.1{}/24", i + 1)));
         }
         for i in 1..CLIENT_SOURCES {
             ip(&[
@@ -260,8 +273,30 @@ impl Topology {
                 ],
             );
         }
+        // XDP_TX out of a veth is flushed to its peer only when the peer runs an
+        // XDP program (veth_xdp_flush): the director's bridge port gets XDP_PASS.
+        let pass = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/xdp_pass.o");
+        ip(&[
+            "-n",
+            lan.switch_ns(),
+            "link",
+            "set",
+            "dev",
+            &director.bridge_port(),
+            "xdpdrv",
+            "obj",
+            pass,
+            "sec",
+            "xdp",
+        ]);
         let dir = tempfile::tempdir().unwrap();
-        let realserver = env!("CARGO_BIN_EXE_rvs-realserver");
+        let realserver = realserver_bin();
+        let realserver = realserver.to_str().unwrap();
+        // Pins must outlive `ip netns exec` (which remounts /sys): a bpffs of our own.
+        let bpffs = dir.path().join("bpffs");
+        std::fs::create_dir_all(&bpffs).unwrap();
+        run_checked("mount", &["-t", "bpf", "bpf", bpffs.to_str().unwrap()]);
+
         let vip: IpAddr = VIP.parse().unwrap();
         let mut servers = Vec::new();
         for (i, rs) in reals.iter().enumerate() {
@@ -287,6 +322,7 @@ impl Topology {
                     ip(&["-n", rs.ns(), "route", "add", "10.0.0.0/24", "dev", "eth0"]);
                 }
                 Method::Tun => {
+                    let pin_dir = bpffs.join(format!("rs{i}")).to_string_lossy().into_owned();
                     run_checked(
                         "ip",
                         &[
@@ -302,6 +338,8 @@ impl Topology {
                             VIP,
                             "--dev",
                             "eth0",
+                            "--pin-dir",
+                            &pin_dir,
                         ],
                     );
                     ip(&["-n", rs.ns(), "route", "add", "10.0.0.0/24", "dev", "eth0"]);
@@ -346,6 +384,7 @@ impl Topology {
             _servers: servers,
             rvsd: Some(rvsd),
             socket,
+            bpffs,
             _dir: dir,
             method,
         };
@@ -372,9 +411,14 @@ impl Topology {
         }
         // The plane syncs the table every 250 ms and resolves the real servers' MACs.
         std::thread::sleep(Duration::from_millis(1500));
-        t.rvsd
-            .as_mut()
-            .map(|p| assert!(p.is_running(), "rvsd exited"));
+        if let Some(p) = t.rvsd.as_mut() {
+            assert!(
+                p.is_running(),
+                "rvsd exited:
+{}",
+                t.lan.logs()
+            );
+        }
         t
     }
 
@@ -451,7 +495,14 @@ fn check_method(method: Method, sched: &str) {
     }
     let t = Topology::build(method, sched);
     assert_eq!(t.method, method);
-    let logs = || t.lan.logs();
+    let logs = || {
+        format!(
+            "/v1/xdp: {}\n-Lnc:\n{}\n{}",
+            t.xdp_view(),
+            t.rvsadm(&["-Lnc"]),
+            t.lan.logs()
+        )
+    };
 
     // Sequential connections from every source address.
     let mut per_real = std::collections::HashMap::<String, usize>::new();

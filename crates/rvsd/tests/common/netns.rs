@@ -235,6 +235,11 @@ impl Lan {
         }
     }
 
+    /// The switch namespace (holding `br0` and the nodes' bridge ports).
+    pub fn switch_ns(&self) -> &str {
+        &self.switch
+    }
+
     /// Every log file of the processes started on this lan, each under a header.
     pub fn logs(&self) -> String {
         logs_in(self.logs.path())
@@ -365,6 +370,17 @@ impl Node {
             stdout: stdout_path,
             stderr: stderr_path,
         }
+    }
+
+    /// The name of this node's port on the bridge, in the switch namespace.
+    pub fn bridge_port(&self) -> String {
+        let index = self
+            .mac
+            .rsplit(':')
+            .next()
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .unwrap_or(0);
+        format!("p{index}")
     }
 
     /// Sets eth0 down (the cable is pulled: the bridge port loses carrier).
