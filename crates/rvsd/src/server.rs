@@ -150,6 +150,10 @@ fn sd_notify(state: &str) {
 
 /// Runs until SIGTERM or SIGINT (or `stop` turning true).
 pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), ServerError> {
+    // A packet plane without its privileges stops rvsd before anything changes.
+    if opts.xdp.is_some() {
+        crate::xdp::check_capabilities().map_err(Box::new)?;
+    }
     // The demo servers first: a taken port stops rvsd before anything changes.
     let demo_servers = match &opts.demo {
         Some(cfg) => Some(DemoServers::start(cfg).await?),

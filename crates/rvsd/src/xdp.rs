@@ -243,20 +243,32 @@ fn snapshot(d: &Director) -> Vec<ServiceSnap> {
     out
 }
 
+/// The capabilities the plane needs: CAP_NET_ADMIN (attach XDP), CAP_NET_RAW
+/// (send upcalled packets on), and CAP_BPF or CAP_SYS_ADMIN (load the program).
+/// The error names what is missing.
+pub fn check_capabilities() -> Result<(), XdpStartError> {
+    let mut missing: Vec<&str> = missing_capabilities(&[Capability::NetAdmin, Capability::NetRaw])
+        .iter()
+        .map(|c| c.name())
+        .collect();
+    if missing_capabilities(&[Capability::Bpf, Capability::SysAdmin]).len() == 2 {
+        missing.push("CAP_BPF");
+    }
+    match missing.len() {
+        0 => Ok(()),
+        1 => Err(XdpStartError::Capability(missing.join(""))),
+        n => Err(XdpStartError::Capability(format!(
+            "{} and {}",
+            missing[..n - 1].join(", "),
+            missing[n - 1]
+        ))),
+    }
+}
+
 impl XdpPlane {
     /// Loads and attaches the program; says which capability is missing first.
     pub fn open(opts: &XdpOptions) -> Result<XdpPlane, XdpStartError> {
-        let missing = missing_capabilities(&[Capability::NetAdmin, Capability::NetRaw]);
-        if !missing.is_empty() {
-            let names: Vec<&str> = missing.iter().map(|c| c.name()).collect();
-            return Err(XdpStartError::Capability(names.join(" and ")));
-        }
-        // Loading BPF needs CAP_BPF (or CAP_SYS_ADMIN on older kernels).
-        if missing_capabilities(&[Capability::Bpf]).len() == 1
-            && missing_capabilities(&[Capability::SysAdmin]).len() == 1
-        {
-            return Err(XdpStartError::Capability("CAP_BPF".into()));
-        }
+        check_capabilities()?;
         if opts.interfaces.is_empty() {
             return Err(XdpStartError::NoInterface);
         }

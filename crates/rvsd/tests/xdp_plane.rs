@@ -201,6 +201,10 @@ fn rvsadm_bin() -> &'static str {
 
 impl Topology {
     fn build(method: Method, sched: &str) -> Topology {
+        Topology::build_with(method, sched, &[])
+    }
+
+    fn build_with(method: Method, sched: &str, extra: &[&str]) -> Topology {
         let lan = Lan::new();
         let client = lan.add_node("client", "10.0.0.100/24");
         let director = lan.add_node("director", "10.0.0.1/24");
@@ -375,6 +379,7 @@ impl Topology {
         if method == Method::FullNat {
             args.extend(["--fnat-local".to_string(), "10.1.0.2".to_string()]);
         }
+        args.extend(extra.iter().map(|a| a.to_string()));
         let rvsd = director.spawn(env!("CARGO_BIN_EXE_rvsd"), &args);
         let mut t = Topology {
             lan,
@@ -482,6 +487,47 @@ fn download(source: Ipv4Addr, n: usize) -> std::io::Result<(String, String, Vec<
         peer.to_string(),
         all.get(nl + 1..).unwrap_or(&[]).to_vec(),
     ))
+}
+
+/// One ICMP echo to `to` over a raw socket; true when the matching reply came.
+fn echo(to: Ipv4Addr) -> bool {
+    let Ok(sock) = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::RAW,
+        Some(socket2::Protocol::ICMPV4),
+    ) else {
+        return false;
+    };
+    let _ = sock.set_read_timeout(Some(Duration::from_millis(500)));
+    let ident = (std::process::id() & 0xffff) as u16;
+    let mut msg = vec![8u8, 0, 0, 0];
+    msg.extend_from_slice(&ident.to_be_bytes());
+    msg.extend_from_slice(&1u16.to_be_bytes());
+    msg.extend_from_slice(b"rvs echo");
+    let sum = rvs_wire::checksum::internet_checksum(&[&msg]);
+    msg[2..4].copy_from_slice(&sum.to_be_bytes());
+    let dest: SocketAddr = SocketAddr::new(IpAddr::V4(to), 0);
+    for _ in 0..4 {
+        if sock.send_to(&msg, &dest.into()).is_err() {
+            return false;
+        }
+        let deadline = std::time::Instant::now() + Duration::from_millis(500);
+        while std::time::Instant::now() < deadline {
+            let mut bytes = [0u8; 1500];
+            let Ok(n) = (&sock).read(&mut bytes) else {
+                break;
+            };
+            // IPv4 header (20 bytes here), then type 0 with our identifier.
+            if n >= 28
+                && bytes[12..16] == to.octets()
+                && bytes[20] == 0
+                && bytes[24..26] == ident.to_be_bytes()
+            {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 fn source(i: u8) -> Ipv4Addr {
@@ -637,6 +683,10 @@ fn check_method(method: Method, sched: &str) {
         "{method:?}: closed connection left ESTABLISHED\n{}",
         t.rvsadm(&["-Lnc"])
     );
+    // An echo request to the VIP is answered by the program itself.
+    let echoed = in_netns(t.client.ns(), || echo(VIP.parse().unwrap()));
+    assert!(echoed, "{method:?}: no echo reply from the VIP\n{}", logs());
+
     // The counters say which path carried the traffic.
     std::thread::sleep(Duration::from_millis(1200));
     let view = t.xdp_view();
@@ -666,6 +716,7 @@ fn check_method(method: Method, sched: &str) {
         );
     }
     assert_eq!(view["driver"]["send_errors"], 0, "{view}");
+    assert!(c("icmp_echo") >= 1, "{view}");
     let _ = &t.reals;
 }
 
@@ -692,4 +743,146 @@ fn fullnat_rewrites_source_and_destination() {
 #[test]
 fn mh_decides_new_flows_inside_xdp() {
     check_method(Method::Dr, "mh");
+}
+
+/// Without the capabilities, `rvsd --data-plane xdp` names the missing one and
+/// exits (it never falls back to another plane silently).
+#[test]
+fn without_capabilities_rvsd_names_the_missing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("rvsd.sock");
+    let rvsd = env!("CARGO_BIN_EXE_rvsd");
+    let args = [
+        "--socket",
+        socket.to_str().unwrap(),
+        "--no-state",
+        "--data-plane",
+        "xdp",
+        "--xdp-iface",
+        "lo",
+    ];
+    let mut cmd = if is_root() {
+        // Drop every capability as an unprivileged user would have none.
+        let mut c = std::process::Command::new("setpriv");
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            rvsd,
+        ]);
+        c
+    } else {
+        std::process::Command::new(rvsd)
+    };
+    let out = cmd.args(args).env("RVS_LOG", "error").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "rvsd must refuse: {err}");
+    assert!(
+        err.contains("the XDP packet plane needs CAP_NET_ADMIN, CAP_NET_RAW and CAP_BPF"),
+        "{err}"
+    );
+    assert!(!socket.exists(), "nothing is served");
+}
+
+/// A SYN flood (spoofed sources, each a new flow that would go up) while an
+/// established flow downloads: the guard drops the excess upcalls, the
+/// established download completes intact.
+#[test]
+fn syn_flood_guard_keeps_established_flows_forwarding() {
+    if !is_root() {
+        eprintln!("SKIP: syn_flood_guard needs root (network namespaces, XDP)");
+        return;
+    }
+    let t = Topology::build_with(
+        Method::Dr,
+        "wlc",
+        &["--upcall-rate", "200", "--upcall-burst", "50"],
+    );
+    const BIG: usize = 8 << 20;
+    // The victim connection exists before the flood starts.
+    let src = source(1);
+    let mut victim = in_netns(t.client.ns(), move || {
+        let sock =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        sock.bind(&SocketAddr::new(IpAddr::V4(src), 0).into())
+            .unwrap();
+        let vip: SocketAddr = format!("{VIP}:80").parse().unwrap();
+        sock.connect_timeout(&vip.into(), Duration::from_secs(3))
+            .unwrap();
+        let s: TcpStream = sock.into();
+        s
+    });
+    victim
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let director_mac: Vec<u8> = t
+        .director
+        .mac()
+        .split(':')
+        .map(|h| u8::from_str_radix(h, 16).unwrap())
+        .collect();
+    let client_mac: Vec<u8> = t
+        .client
+        .mac()
+        .split(':')
+        .map(|h| u8::from_str_radix(h, 16).unwrap())
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopping = Arc::clone(&stop);
+    let flood = spawn_in_netns(t.client.ns(), move || {
+        let ifindex = rvs_sys::interface("eth0").unwrap().index;
+        let sender = rvs_sys::FrameSender::open(ifindex).unwrap();
+        let mut sent = 0u64;
+        let vip: Ipv4Addr = VIP.parse().unwrap();
+        while !stopping.load(Ordering::Relaxed) && sent < 2_000_000 {
+            let n = sent as u32;
+            let saddr = Ipv4Addr::from(0xc633_0000 | (n & 0xffff)); // 198.51.x.y, spoofed
+            let sport = 1024 + (n % 60000) as u16;
+            let mut tcp = vec![0u8; 20];
+            tcp[0..2].copy_from_slice(&sport.to_be_bytes());
+            tcp[2..4].copy_from_slice(&80u16.to_be_bytes());
+            tcp[4..8].copy_from_slice(&n.to_be_bytes());
+            tcp[12] = 5 << 4;
+            tcp[13] = 0x02; // SYN
+            tcp[14..16].copy_from_slice(&64240u16.to_be_bytes());
+            let pseudo = rvs_wire::checksum::ipv4_pseudo_header(saddr, vip, 6, 20);
+            let sum = rvs_wire::checksum::internet_checksum(&[&pseudo, &tcp]);
+            tcp[16..18].copy_from_slice(&sum.to_be_bytes());
+            let ip = rvs_wire::ipv4::emit_ipv4(saddr, vip, 64, 6, &tcp);
+            let mut frame = Vec::with_capacity(14 + ip.len());
+            frame.extend_from_slice(&director_mac);
+            frame.extend_from_slice(&client_mac);
+            frame.extend_from_slice(&[0x08, 0x00]);
+            frame.extend_from_slice(&ip);
+            if sender.send(&frame).is_ok() {
+                sent += 1;
+            }
+        }
+        sent
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    writeln!(victim, "GET {BIG}").unwrap();
+    let mut all = Vec::new();
+    let got = victim.read_to_end(&mut all);
+    stop.store(true, Ordering::Relaxed);
+    let sent = flood.join().unwrap();
+    got.unwrap_or_else(|e| panic!("download during the flood: {e}\n{}", t.lan.logs()));
+    let nl = all.iter().position(|&b| b == b'\n').unwrap();
+    let body = &all[nl + 1..];
+    assert_eq!(body.len(), BIG, "the established download completed");
+    assert!(
+        body.iter().enumerate().all(|(i, &b)| b == pattern(i)),
+        "intact"
+    );
+    std::thread::sleep(Duration::from_millis(1200));
+    let view = t.xdp_view();
+    let c = |name: &str| view["program"][name].as_u64().unwrap_or(0);
+    eprintln!("flood: {sent} SYNs sent; {view}");
+    assert!(sent > 1000, "the flood ran: {sent}");
+    assert!(c("drop_guard") > 0, "the guard dropped upcalls: {view}");
+    assert!(c("upcall") < sent, "not every SYN went up: {view}");
+    // DR: only the client's ACKs cross the director.
+    assert!(c("fwd_dr") > 50, "{view}");
 }
