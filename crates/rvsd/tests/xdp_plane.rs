@@ -36,6 +36,7 @@ use common::netns::{
 };
 
 const VIP: &str = "10.0.0.10";
+const VIP6: &str = "fd00::10";
 const CLIENT_SOURCES: u8 = 32;
 const REAL_NAMES: [&str; 3] = ["rs1", "rs2", "rs3"];
 
@@ -79,7 +80,7 @@ struct RealServer {
 }
 
 impl RealServer {
-    fn start(node: &Node, name: &str, udp_bind: IpAddr) -> RealServer {
+    fn start(node: &Node, name: &str, udp_binds: &[IpAddr]) -> RealServer {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -88,7 +89,8 @@ impl RealServer {
             let name = name.to_string();
             let tx = tx.clone();
             threads.push(spawn_in_netns(node.ns(), move || {
-                let l = TcpListener::bind("0.0.0.0:80").expect("bind :80");
+                // Dual stack: IPv4 clients arrive as mapped addresses.
+                let l = TcpListener::bind("[::]:80").expect("bind :80");
                 l.set_nonblocking(true).unwrap();
                 tx.send(()).unwrap();
                 while !stop.load(Ordering::Relaxed) {
@@ -102,9 +104,10 @@ impl RealServer {
                 }
             }));
         }
-        {
+        for &udp_bind in udp_binds {
             let stop = Arc::clone(&stop);
             let name = name.to_string();
+            let tx = tx.clone();
             threads.push(spawn_in_netns(node.ns(), move || {
                 let s = UdpSocket::bind(SocketAddr::new(udp_bind, 5353)).expect("bind udp");
                 s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
@@ -119,7 +122,7 @@ impl RealServer {
                 }
             }));
         }
-        for _ in 0..2 {
+        for _ in 0..1 + udp_binds.len() {
             rx.recv_timeout(Duration::from_secs(5))
                 .expect("real server ready");
         }
@@ -137,6 +140,13 @@ impl Drop for RealServer {
 }
 
 fn serve_tcp(mut conn: TcpStream, peer: SocketAddr, name: &str) {
+    let peer = match peer {
+        SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), a.port()),
+            None => peer,
+        },
+        v4 => v4,
+    };
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
     let mut line = String::new();
     let mut reader = BufReader::new(conn.try_clone().unwrap());
@@ -166,6 +176,7 @@ struct Topology {
     bpffs: PathBuf,
     _dir: tempfile::TempDir,
     method: Method,
+    v6: bool,
 }
 
 impl Drop for Topology {
@@ -200,11 +211,14 @@ fn rvsadm_bin() -> &'static str {
 }
 
 impl Topology {
-    fn build(method: Method, sched: &str) -> Topology {
-        Topology::build_with(method, sched, &[])
+    fn build(method: Method, sched: &str, v6: bool) -> Topology {
+        Topology::build_with(method, sched, &[], v6)
     }
 
-    fn build_with(method: Method, sched: &str, extra: &[&str]) -> Topology {
+    /// Both families are addressed (IPv6: clients fd00::100.., director
+    /// fd00::1 and fd01::1, VIP fd00::10, real servers fd01::11..); the services
+    /// are added for the family `v6` selects.
+    fn build_with(method: Method, sched: &str, extra: &[&str], v6: bool) -> Topology {
         let lan = Lan::new();
         let client = lan.add_node("client", "10.0.0.100/24");
         let director = lan.add_node("director", "10.0.0.1/24");
@@ -259,6 +273,70 @@ impl Topology {
                 "10.1.0.2/24",
                 "dev",
                 "eth0",
+            ]);
+        }
+        for i in 0..CLIENT_SOURCES {
+            let a = format!("fd00::{:x}/64", 0x100 + u32::from(i));
+            ip(&[
+                "-n",
+                client.ns(),
+                "-6",
+                "addr",
+                "add",
+                &a,
+                "dev",
+                "eth0",
+                "nodad",
+            ]);
+        }
+        ip(&[
+            "-n",
+            client.ns(),
+            "-6",
+            "route",
+            "add",
+            "fd01::/64",
+            "via",
+            "fd00::1",
+        ]);
+        for a in ["fd00::1/64", "fd01::1/64", "fd00::10/128"] {
+            ip(&[
+                "-n",
+                director.ns(),
+                "-6",
+                "addr",
+                "add",
+                a,
+                "dev",
+                "eth0",
+                "nodad",
+            ]);
+        }
+        if method == Method::FullNat {
+            ip(&[
+                "-n",
+                director.ns(),
+                "-6",
+                "addr",
+                "add",
+                "fd01::2/64",
+                "dev",
+                "eth0",
+                "nodad",
+            ]);
+        }
+        for (i, rs) in reals.iter().enumerate() {
+            let a = format!("fd01::1{}/64", i + 1);
+            ip(&[
+                "-n",
+                rs.ns(),
+                "-6",
+                "addr",
+                "add",
+                &a,
+                "dev",
+                "eth0",
+                "nodad",
             ]);
         }
         // Traffic XDP rewrites must carry real checksums (veth leaves them partial).
@@ -321,9 +399,21 @@ impl Topology {
                             "up",
                             "--vip",
                             VIP,
+                            "--vip",
+                            VIP6,
                         ],
                     );
                     ip(&["-n", rs.ns(), "route", "add", "10.0.0.0/24", "dev", "eth0"]);
+                    ip(&[
+                        "-n",
+                        rs.ns(),
+                        "-6",
+                        "route",
+                        "add",
+                        "fd00::/64",
+                        "dev",
+                        "eth0",
+                    ]);
                 }
                 Method::Tun => {
                     let pin_dir = bpffs.join(format!("rs{i}")).to_string_lossy().into_owned();
@@ -340,6 +430,8 @@ impl Topology {
                             "up",
                             "--vip",
                             VIP,
+                            "--vip",
+                            VIP6,
                             "--dev",
                             "eth0",
                             "--pin-dir",
@@ -347,17 +439,38 @@ impl Topology {
                         ],
                     );
                     ip(&["-n", rs.ns(), "route", "add", "10.0.0.0/24", "dev", "eth0"]);
+                    ip(&[
+                        "-n",
+                        rs.ns(),
+                        "-6",
+                        "route",
+                        "add",
+                        "fd00::/64",
+                        "dev",
+                        "eth0",
+                    ]);
                 }
                 Method::Nat => {
                     ip(&["-n", rs.ns(), "route", "add", "default", "via", "10.1.0.1"]);
+                    ip(&[
+                        "-n",
+                        rs.ns(),
+                        "-6",
+                        "route",
+                        "add",
+                        "default",
+                        "via",
+                        "fd01::1",
+                    ]);
                 }
                 Method::FullNat => {}
             }
-            let udp_bind = match method {
-                Method::Dr | Method::Tun => vip,
-                _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            // DR/TUN answer from the VIP itself; NAT/FullNAT from a dual-stack socket.
+            let udp_binds = match method {
+                Method::Dr | Method::Tun => vec![vip, VIP6.parse().unwrap()],
+                _ => vec![IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)],
             };
-            servers.push(RealServer::start(rs, REAL_NAMES[i], udp_bind));
+            servers.push(RealServer::start(rs, REAL_NAMES[i], &udp_binds));
         }
         let socket = dir.path().join("rvsd.sock");
         let mut args: Vec<String> = [
@@ -370,6 +483,8 @@ impl Topology {
             "eth0",
             "--tun-source",
             "10.1.0.1",
+            "--tun-source",
+            "fd01::1",
             "--log",
             "info",
         ]
@@ -377,7 +492,9 @@ impl Topology {
         .map(|s| s.to_string())
         .collect();
         if method == Method::FullNat {
-            args.extend(["--fnat-local".to_string(), "10.1.0.2".to_string()]);
+            for a in ["--fnat-local", "10.1.0.2", "--fnat-local", "fd01::2"] {
+                args.push(a.to_string());
+            }
         }
         args.extend(extra.iter().map(|a| a.to_string()));
         let rvsd = director.spawn(env!("CARGO_BIN_EXE_rvsd"), &args);
@@ -392,22 +509,33 @@ impl Topology {
             bpffs,
             _dir: dir,
             method,
+            v6,
         };
         assert!(
             wait_until(Duration::from_secs(10), || t.socket.exists()),
             "rvsd did not start:\n{}",
             t.lan.logs()
         );
+        let vip = if v6 {
+            format!("[{VIP6}]")
+        } else {
+            VIP.to_string()
+        };
         for proto in ["-t", "-u"] {
             let port = if proto == "-t" { "80" } else { "5353" };
-            t.rvsadm(&["-A", proto, &format!("{VIP}:{port}"), "-s", sched]);
+            t.rvsadm(&["-A", proto, &format!("{vip}:{port}"), "-s", sched]);
             for i in 0..3 {
+                let real = if v6 {
+                    format!("[fd01::1{}]:{port}", i + 1)
+                } else {
+                    format!("10.1.0.1{}:{port}", i + 1)
+                };
                 t.rvsadm(&[
                     "-a",
                     proto,
-                    &format!("{VIP}:{port}"),
+                    &format!("{vip}:{port}"),
                     "-r",
-                    &format!("10.1.0.1{}:{port}", i + 1),
+                    &real,
                     method.rvsadm_flag(),
                     "-w",
                     "1",
@@ -469,12 +597,8 @@ impl Topology {
 }
 
 /// One TCP download from `source`: returns (real server name, peer it saw, body).
-fn download(source: Ipv4Addr, n: usize) -> std::io::Result<(String, String, Vec<u8>)> {
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-    sock.bind(&SocketAddr::new(IpAddr::V4(source), 0).into())?;
-    let vip: SocketAddr = format!("{VIP}:80").parse().unwrap();
-    sock.connect_timeout(&vip.into(), Duration::from_secs(3))?;
-    let mut s: TcpStream = sock.into();
+fn download(source: IpAddr, n: usize) -> std::io::Result<(String, String, Vec<u8>)> {
+    let mut s = connect(source)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     writeln!(s, "GET {n}")?;
     let mut all = Vec::new();
@@ -530,17 +654,70 @@ fn echo(to: Ipv4Addr) -> bool {
     false
 }
 
+/// The client's source address `i` of the family `v6` selects.
+fn source_of(i: u8, v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::V6(std::net::Ipv6Addr::new(
+            0xfd00,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0x100 + u16::from(i),
+        ))
+    } else {
+        IpAddr::V4(source(i))
+    }
+}
+
 fn source(i: u8) -> Ipv4Addr {
     Ipv4Addr::new(10, 0, 0, 100 + i)
 }
 
+/// The VIP of the family of `source`.
+fn vip_for(source: IpAddr) -> IpAddr {
+    match source {
+        IpAddr::V4(_) => VIP.parse().unwrap(),
+        IpAddr::V6(_) => VIP6.parse().unwrap(),
+    }
+}
+
+/// A TCP connection from `source` to the VIP's port 80.
+fn connect(source: IpAddr) -> std::io::Result<TcpStream> {
+    let domain = match source {
+        IpAddr::V4(_) => socket2::Domain::IPV4,
+        IpAddr::V6(_) => socket2::Domain::IPV6,
+    };
+    let sock = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
+    sock.bind(&SocketAddr::new(source, 0).into())?;
+    let vip = SocketAddr::new(vip_for(source), 80);
+    sock.connect_timeout(&vip.into(), Duration::from_secs(3))?;
+    Ok(sock.into())
+}
+
+/// How `-Lnc` prints an address and port: IPv6 in brackets.
+fn shown(addr: IpAddr) -> String {
+    match addr {
+        IpAddr::V4(a) => format!("{a}:"),
+        IpAddr::V6(a) => format!("[{a}]:"),
+    }
+}
+
 fn check_method(method: Method, sched: &str) {
+    check_family(method, sched, false);
+}
+
+fn check_family(method: Method, sched: &str, v6: bool) {
     if !is_root() {
         eprintln!("SKIP: xdp_plane {method:?} needs root (network namespaces, XDP)");
         return;
     }
-    let t = Topology::build(method, sched);
-    assert_eq!(t.method, method);
+    let t = Topology::build(method, sched, v6);
+    assert_eq!((t.method, t.v6), (method, v6));
+    let source = |i: u8| source_of(i, v6);
+    let vip = vip_for(source(0));
     let logs = || {
         format!(
             "/v1/xdp: {}\n-Lnc:\n{}\n{}",
@@ -563,15 +740,17 @@ fn check_method(method: Method, sched: &str) {
                 body.iter().enumerate().all(|(i, &b)| b == pattern(i)),
                 "{method:?} body"
             );
-            let peer_ip = peer
-                .rsplit_once(':')
-                .map(|(a, _)| a.to_string())
-                .unwrap_or_default();
-            match method {
-                // FullNAT: the real server sees the director's local address.
-                Method::FullNat => assert_eq!(peer_ip, "10.1.0.2", "{method:?} peer"),
-                _ => assert_eq!(peer_ip, src.to_string(), "{method:?} peer"),
-            }
+            let peer_ip: IpAddr = peer
+                .parse::<SocketAddr>()
+                .map(|a| a.ip())
+                .unwrap_or_else(|e| panic!("peer {peer}: {e}"));
+            // FullNAT: the real server sees the director's local address.
+            let want: IpAddr = match (method, v6) {
+                (Method::FullNat, false) => "10.1.0.2".parse().unwrap(),
+                (Method::FullNat, true) => "fd01::2".parse().unwrap(),
+                _ => src,
+            };
+            assert_eq!(peer_ip, want, "{method:?} peer");
             *per_real.entry(name).or_default() += 1;
         }
     }
@@ -619,8 +798,8 @@ fn check_method(method: Method, sched: &str) {
     for i in 0..8u8 {
         let src = source(i);
         let reply = in_netns(t.client.ns(), move || {
-            let s = UdpSocket::bind(SocketAddr::new(IpAddr::V4(src), 0)).unwrap();
-            s.connect(format!("{VIP}:5353")).unwrap();
+            let s = UdpSocket::bind(SocketAddr::new(src, 0)).unwrap();
+            s.connect(SocketAddr::new(vip, 5353)).unwrap();
             s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
             s.send(b"ping").unwrap();
             let mut buf = [0u8; 256];
@@ -639,14 +818,7 @@ fn check_method(method: Method, sched: &str) {
         .map(|i| {
             let src = source(20 + i);
             in_netns(t.client.ns(), move || {
-                let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-                    .unwrap();
-                sock.bind(&SocketAddr::new(IpAddr::V4(src), 0).into())
-                    .unwrap();
-                let vip: SocketAddr = format!("{VIP}:80").parse().unwrap();
-                sock.connect_timeout(&vip.into(), Duration::from_secs(3))
-                    .unwrap();
-                let mut s: TcpStream = sock.into();
+                let mut s = connect(src).unwrap();
                 writeln!(s, "HOLD").unwrap();
                 let mut line = String::new();
                 BufReader::new(s.try_clone().unwrap())
@@ -658,24 +830,24 @@ fn check_method(method: Method, sched: &str) {
         .collect();
     let lnc = t.rvsadm(&["-Lnc"]);
     for i in 0..3u8 {
-        let src = source(20 + i).to_string();
+        let src = shown(source(20 + i));
         let line = lnc
             .lines()
-            .find(|l| l.contains(&format!("{src}:")) && l.contains("ESTABLISHED"))
+            .find(|l| l.contains(&src) && l.contains("ESTABLISHED"))
             .unwrap_or_else(|| panic!("{method:?}: no ESTABLISHED entry for {src} in\n{lnc}"));
         assert!(
-            line.contains("10.1.0.1"),
+            line.contains(if v6 { "[fd01::1" } else { "10.1.0.1" }),
             "{method:?}: entry names a real server: {line}"
         );
     }
     let stats = t.rvsadm(&["-Ln", "--stats"]);
-    assert!(stats.contains(&format!("{VIP}:80")), "{stats}");
+    assert!(stats.contains(&format!("{}80", shown(vip))), "{stats}");
     drop(held);
     // After the client closes, the core follows the FIN (notified by XDP).
     let closed = wait_until(Duration::from_secs(3), || {
         let lnc = t.rvsadm(&["-Lnc"]);
         lnc.lines()
-            .filter(|l| l.contains(&format!("{}:", source(20))))
+            .filter(|l| l.contains(&shown(source(20))))
             .all(|l| !l.contains("ESTABLISHED"))
     });
     assert!(
@@ -684,8 +856,10 @@ fn check_method(method: Method, sched: &str) {
         t.rvsadm(&["-Lnc"])
     );
     // An echo request to the VIP is answered by the program itself.
-    let echoed = in_netns(t.client.ns(), || echo(VIP.parse().unwrap()));
-    assert!(echoed, "{method:?}: no echo reply from the VIP\n{}", logs());
+    if !v6 {
+        let echoed = in_netns(t.client.ns(), || echo(VIP.parse().unwrap()));
+        assert!(echoed, "{method:?}: no echo reply from the VIP\n{}", logs());
+    }
 
     // The counters say which path carried the traffic.
     std::thread::sleep(Duration::from_millis(1200));
@@ -716,7 +890,7 @@ fn check_method(method: Method, sched: &str) {
         );
     }
     assert_eq!(view["driver"]["send_errors"], 0, "{view}");
-    assert!(c("icmp_echo") >= 1, "{view}");
+    assert!(v6 || c("icmp_echo") >= 1, "{view}");
     let _ = &t.reals;
 }
 
@@ -738,6 +912,26 @@ fn nat_rewrites_both_ways() {
 #[test]
 fn fullnat_rewrites_source_and_destination() {
     check_method(Method::FullNat, "rr");
+}
+
+#[test]
+fn dr_over_ipv6() {
+    check_family(Method::Dr, "wlc", true);
+}
+
+#[test]
+fn tun_over_ipv6() {
+    check_family(Method::Tun, "wlc", true);
+}
+
+#[test]
+fn fullnat_over_ipv6() {
+    check_family(Method::FullNat, "wlc", true);
+}
+
+#[test]
+fn nat_over_ipv6() {
+    check_family(Method::Nat, "rr", true);
 }
 
 #[test]
@@ -799,6 +993,7 @@ fn syn_flood_guard_keeps_established_flows_forwarding() {
         Method::Dr,
         "wlc",
         &["--upcall-rate", "200", "--upcall-burst", "50"],
+        false,
     );
     const BIG: usize = 8 << 20;
     // The victim connection exists before the flood starts.
