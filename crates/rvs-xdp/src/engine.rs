@@ -734,8 +734,12 @@ fn upcall(t: &mut Tables, frame: &[u8], ingress: u32, now: u64) -> Output {
     if rate != 0 {
         let cap = u64::from(t.config.upcall_burst) * 1000;
         let g = &mut t.guard;
-        let add = now.wrapping_sub(g.last_ns).wrapping_mul(rate) / 1_000_000;
-        g.tokens_milli = g.tokens_milli.wrapping_add(add).min(cap);
+        // Exact arithmetic (docs/packet-plane.md "Guard arithmetic"): a clock
+        // that went back adds nothing, and nothing overflows.
+        let elapsed = u128::from(now.saturating_sub(g.last_ns));
+        let add = elapsed * u128::from(rate) / 1_000_000;
+        let tokens = (u128::from(g.tokens_milli) + add).min(u128::from(cap));
+        g.tokens_milli = u64::try_from(tokens).unwrap_or(cap);
         g.last_ns = now;
         if g.tokens_milli < 1000 {
             bump(t, Stat::DropGuard);
