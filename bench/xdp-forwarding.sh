@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# bench/xdp-forwarding.sh: the packet plane against its ceiling and against
+# nftables DNAT, in one run, on one generator and one topology.
+#
+# Topology: namespace gen (g0, 10.0.0.1) <-veth-> namespace dir (d0, 10.0.0.2,
+# the director). VIP 10.2.0.1:80; clients 10.1.0.0/16; real servers
+# 10.3.0.1-3, routed back out of d0 to g0's MAC (static neighbours), so
+# everything the director forwards arrives at g0.
+#
+# Generator: xdp_gen (crates/rvs-xdp/bpf/rvs_bench.c) run with
+# BPF_PROG_TEST_RUN + BPF_F_TEST_XDP_LIVE_FRAMES on g0: each 64-byte TCP frame
+# it XDP_TXes crosses the veth to d0. Sink: xdp_count_drop on g0 counts what
+# the director sends back. Rate = sink count / wall time of the window.
+#
+# Cases (each --seconds long after a 0.3 s warm-up):
+#   ceiling      xdp_count_drop on d0 (frames the director received)
+#   rvs DR/TUN/NAT/FullNAT   rvs_xdp on d0, one established flow installed
+#                through the loader (the entries rvsd installs)
+#   nft DNAT     xdp_pass_all on d0, kernel forwarding, conntrack, nft
+#                `dnat to numgen inc mod 3 map {...}` (kube-proxy's nftables mode)
+#   new conns    SYNs with a new source port/address each: rvsd -s wlc (upcall
+#                path), rvsd -s mh (decided in XDP), nft DNAT (conntrack)
+#   cost         BPF_PROG_TEST_RUN repeat over one DR established-flow frame,
+#                against xdp_redirect_peer (DR only: a non-live repeat reruns
+#                the program on its own output, which only DR leaves matching)
+#
+# Usage: sudo bench/xdp-forwarding.sh [--seconds S] [--repeat N] [--upcall-rate R]
+# Needs root, nft, iproute2, taskset. The generator (and so the softirq work
+# it triggers) is pinned to CPU 1, rvsd to CPU 0. About 1.5 minutes plus the build.
+set -euo pipefail
+
+usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; }
+
+SECS=3
+REPEAT=1000000
+UPCALL_RATE=0
+while [[ $# -gt 0 ]]; do
+	case "$1" in
+	--seconds) SECS="$2"; shift 2 ;;
+	--repeat) REPEAT="$2"; shift 2 ;;
+	--upcall-rate) UPCALL_RATE="$2"; shift 2 ;;
+	-h | --help) usage; exit 0 ;;
+	*) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
+	esac
+done
+if [[ "$(id -u)" != 0 ]]; then
+	echo "bench/xdp-forwarding.sh needs root (network namespaces, XDP, nftables)" >&2
+	exit 1
+fi
+for tool in ip nft taskset cargo; do
+	command -v "$tool" >/dev/null || { echo "$tool is not installed" >&2; exit 1; }
+done
+
+cd "$(dirname "$0")/.."
+echo "building (release)..." >&2
+cargo build --release -q -p rvs-xdp --bin rvs-xdp-bench -p rvsd --bin rvsd --bin rvsadm
+TARGET="${CARGO_TARGET_DIR:-target}/release"
+BENCH="$TARGET/rvs-xdp-bench"
+RVSD="$TARGET/rvsd"
+RVSADM="$TARGET/rvsadm"
+GEN_CPU=1
+RVSD_CPU=0
+[[ "$(nproc)" -ge 2 ]] || { GEN_CPU=0; RVSD_CPU=0; }
+
+G="rvsb-gen-$$"
+D="rvsb-dir-$$"
+WORK="$(mktemp -d)"
+RVSD_PID=""
+cleanup() {
+	if [[ -n "$RVSD_PID" ]]; then kill "$RVSD_PID" 2>/dev/null || true; wait "$RVSD_PID" 2>/dev/null || true; fi
+	ip netns del "$G" 2>/dev/null || true
+	ip netns del "$D" 2>/dev/null || true
+	rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+ip netns add "$G"
+ip netns add "$D"
+ip link add g0 netns "$G" numtxqueues 2 numrxqueues 2 type veth \
+	peer name d0 netns "$D" numtxqueues 2 numrxqueues 2
+for ns in "$G" "$D"; do ip -n "$ns" link set lo up; done
+ip -n "$G" addr add 10.0.0.1/24 dev g0
+ip -n "$D" addr add 10.0.0.2/24 dev d0
+ip -n "$G" link set g0 up
+ip -n "$D" link set d0 up
+GMAC=$(ip -n "$G" -o link show g0 | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')
+DMAC=$(ip -n "$D" -o link show d0 | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')
+GIDX=$(ip -n "$G" -o link show g0 | cut -d: -f1)
+DIDX=$(ip -n "$D" -o link show d0 | cut -d: -f1)
+ip -n "$D" route add 10.1.0.0/16 via 10.0.0.1 dev d0
+ip -n "$D" route add 10.3.0.0/24 dev d0
+ip -n "$D" neigh replace 10.0.0.1 lladdr "$GMAC" dev d0 nud permanent
+for i in 1 2 3; do ip -n "$D" neigh replace "10.3.0.$i" lladdr "$GMAC" dev d0 nud permanent; done
+ip netns exec "$D" sysctl -q -w net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 \
+	net.ipv4.conf.d0.rp_filter=0 net.ipv4.conf.all.send_redirects=0 net.ipv4.conf.d0.send_redirects=0
+
+COMMON=(--gen-ns "$G" --dir-ns "$D" --gen-if g0 --dir-if d0 --gen-ifindex "$GIDX"
+	--dir-ifindex "$DIDX" --gen-mac "$GMAC" --dir-mac "$DMAC" --seconds "$SECS")
+declare -A RATE SENT LINE
+
+# run NAME ARGS...: one live case; keeps the received rate (Mpps) and the line.
+run() {
+	local name="$1"; shift
+	local out
+	out=$(taskset -c "$GEN_CPU" "$BENCH" live "${COMMON[@]}" "$@")
+	LINE[$name]="$out"
+	RATE[$name]=$(sed -n 's/.* received_mpps=\([0-9.]*\).*/\1/p' <<<"$out")
+	SENT[$name]=$(sed -n 's/.* sent_mpps=\([0-9.]*\).*/\1/p' <<<"$out")
+	if [[ "$name" == ceiling* ]]; then
+		RATE[$name]=$(sed -n 's/.* director_mpps=\([0-9.]*\).*/\1/p' <<<"$out")
+	fi
+	echo "  $name: $out" >&2
+}
+
+nft_on() {
+	ip netns exec "$D" nft -f - <<'EOF'
+table ip rvsbench {
+	chain prerouting {
+		type nat hook prerouting priority dstnat; policy accept;
+		ip daddr 10.2.0.1 tcp dport 80 dnat to numgen inc mod 3 map { 0 : 10.3.0.1, 1 : 10.3.0.2, 2 : 10.3.0.3 }
+	}
+}
+EOF
+}
+nft_off() {
+	ip netns exec "$D" nft delete table ip rvsbench
+}
+
+# rvsd_on SCHED: rvsd on d0, one DR service with three reals.
+rvsd_on() {
+	local sock="$WORK/rvsd.sock"
+	rm -f "$sock"
+	ip netns exec "$D" taskset -c "$RVSD_CPU" "$RVSD" --socket "$sock" --no-state \
+		--data-plane xdp --xdp-iface d0 --tun-source 10.0.0.2 --upcall-rate "$UPCALL_RATE" \
+		--log warn 2>"$WORK/rvsd.log" &
+	RVSD_PID=$!
+	for _ in $(seq 100); do [[ -S "$sock" ]] && break; sleep 0.1; done
+	[[ -S "$sock" ]] || { echo "rvsd did not start:"; cat "$WORK/rvsd.log"; exit 1; } >&2
+	RVS_SOCKET="$sock" "$RVSADM" -A -t 10.2.0.1:80 -s "$1"
+	for i in 1 2 3; do RVS_SOCKET="$sock" "$RVSADM" -a -t 10.2.0.1:80 -r "10.3.0.$i:80" -g -w 1; done
+	# The plane syncs its tables every 250 ms and resolves the real servers' MACs.
+	sleep 1.5
+}
+rvsd_off() {
+	kill "$RVSD_PID"; wait "$RVSD_PID" 2>/dev/null || true
+	RVSD_PID=""
+}
+
+START=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "forwarding, one established flow:" >&2
+run ceiling --director drop --flows one
+run dr --director dr --flows one
+run tun --director tun --flows one
+run nat --director nat --flows one
+run fnat --director fnat --flows one
+nft_on
+run nft --director pass --flows one
+echo "new connections (a new source port per SYN):" >&2
+run ceiling_new --director drop --flows new
+run nft_new --director pass --flows new
+nft_off
+rvsd_on wlc
+run wlc_new --director none --flows new
+rvsd_off
+rvsd_on mh
+run mh_new --director none --flows new
+rvsd_off
+echo "per-packet cost (BPF_PROG_TEST_RUN, repeat $REPEAT):" >&2
+COST=$(ip netns exec "$D" true && taskset -c "$GEN_CPU" "$BENCH" cost --dir-ns "$D" \
+	--dir-ifindex "$DIDX" --gen-mac "$GMAC" --dir-mac "$DMAC" --repeat "$REPEAT")
+echo "$COST" | sed 's/^/  /' >&2
+LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }'; }
+# ns per frame of the whole pipeline (generator, director, sink: one CPU).
+nsper() { awk -v a="$1" 'BEGIN { if (a > 0) printf "%.0f", 1000 / a; else printf "-" }'; }
+extra() { awk -v a="$1" -v c="$2" 'BEGIN { if (a > 0 && c > 0) printf "%.0f", 1000 / a - 1000 / c; else printf "-" }'; }
+kpps() { awk -v a="$1" 'BEGIN { printf "%.0f", a * 1000 }'; }
+
+echo
+echo "# bench/xdp-forwarding.sh, $START, load $LOAD0 -> $LOAD1, ${SECS}s per case"
+echo "# $(nproc) CPUs, $(uname -r), $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
+echo
+echo "| case | offered Mpps | forwarded Mpps | ns/frame | + ns over ceiling | / ceiling | / nft DNAT |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+for c in ceiling dr tun nat fnat nft; do
+	label="$c"
+	case "$c" in
+	ceiling) label="ceiling (XDP_DROP on d0)" ;;
+	dr) label="rvs DR" ;; tun) label="rvs TUN (IPIP)" ;; nat) label="rvs NAT" ;;
+	fnat) label="rvs FullNAT" ;; nft) label="nftables DNAT" ;;
+	esac
+	echo "| $label | ${SENT[$c]} | ${RATE[$c]} | $(nsper "${RATE[$c]}") | $(extra "${RATE[$c]}" "${RATE[ceiling]}") | $(ratio "${RATE[$c]}" "${RATE[ceiling]}") | $(ratio "${RATE[$c]}" "${RATE[nft]}") |"
+done
+echo
+echo "| new connections | offered k/s | forwarded SYNs k/s | / nft DNAT |"
+echo "|---|---:|---:|---:|"
+for c in ceiling_new nft_new wlc_new mh_new; do
+	case "$c" in
+	ceiling_new) label="ceiling (XDP_DROP on d0)" ;; nft_new) label="nftables DNAT (conntrack)" ;;
+	wlc_new) label="rvs wlc (upcall to rvsd)" ;; mh_new) label="rvs mh (in XDP)" ;;
+	esac
+	echo "| $label | $(kpps "${SENT[$c]}") | $(kpps "${RATE[$c]}") | $(ratio "${RATE[$c]}" "${RATE[nft_new]}") |"
+done
+echo
+echo "| program (BPF_PROG_TEST_RUN, repeat $REPEAT, best of 3) | ns/packet | verdict | / redirect_peer |"
+echo "|---|---:|---:|---:|"
+BASE_NS=$(sed -n 's/^program=xdp_redirect_peer ns_per_packet=\([0-9.]*\).*/\1/p' <<<"$COST")
+while read -r line; do
+	name=$(sed -n 's/^program=\([a-z_]*\).*/\1/p' <<<"$line")
+	method=$(sed -n 's/.* method=\([a-z]*\).*/\1/p' <<<"$line")
+	ns=$(sed -n 's/.* ns_per_packet=\([0-9.]*\).*/\1/p' <<<"$line")
+	verdict=$(sed -n 's/.* verdict=\([A-Z]*\).*/\1/p' <<<"$line")
+	echo "| $name${method:+ $method} | $ns | $verdict | $(ratio "$ns" "$BASE_NS") |"
+done <<<"$COST"
+echo
+echo "goals: DR/ceiling $(ratio "${RATE[dr]}" "${RATE[ceiling]}") (>= 0.7), DR/nft $(ratio "${RATE[dr]}" "${RATE[nft]}") (>= 5)," \
+	"wlc cps/nft $(ratio "${RATE[wlc_new]}" "${RATE[nft_new]}") (>= 2), mh cps/nft $(ratio "${RATE[mh_new]}" "${RATE[nft_new]}") (>= 2)"
