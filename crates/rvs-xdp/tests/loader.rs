@@ -306,6 +306,16 @@ fn attach_detach_and_live_frames_in_a_namespace() {
         return;
     }
     let ns = Ns::new();
+    // No IPv6 in the namespace: its router solicitations and MLD reports would
+    // reach the program and change the counts below.
+    for key in ["all", "default"] {
+        let st = std::process::Command::new("ip")
+            .args(["netns", "exec", &ns.name, "sysctl", "-qw"])
+            .arg(format!("net.ipv6.conf.{key}.disable_ipv6=1"))
+            .status()
+            .expect("sysctl");
+        assert!(st.success(), "disable IPv6 in the test namespace");
+    }
     ns.ip(&["link", "add", "xa", "type", "veth", "peer", "name", "xb"]);
     ns.ip(&["link", "set", "xa", "up"]);
     ns.ip(&["link", "set", "xb", "up"]);

@@ -43,6 +43,11 @@ use crate::http::{lock, Shared};
 pub const SYNC_EVERY: Duration = Duration::from_millis(250);
 /// How often fast-path counters are folded into the core.
 pub const TRAFFIC_EVERY: Duration = Duration::from_secs(1);
+/// The longest a flow waits between two folds of its counters (well under the
+/// shortest default timeout that traffic must push back, TCP SYN_RECV's 60 s).
+pub const TRAFFIC_PASS: Duration = Duration::from_secs(10);
+/// Flows folded per tick at least, however few there are.
+const MIN_SYNC_PER_TICK: usize = 20_000;
 /// Events handled per lock of the control plane.
 const EVENT_BATCH: usize = 256;
 
@@ -144,6 +149,8 @@ pub struct XdpPlane {
     written_reals: HashMap<u32, abi::Real>,
     next_hops: HashMap<IpAddr, rvs_sys::NextHop>,
     flows: HashMap<ConnId, FlowRec>,
+    /// Flows still to fold in the current round-robin pass.
+    sync_queue: std::collections::VecDeque<ConnId>,
     by_flow: HashMap<FlowKey, (ConnId, bool)>,
     fnat_next_port: HashMap<IpAddr, u16>,
     fnat_in_use: HashSet<FlowKey>,
@@ -319,6 +326,7 @@ impl XdpPlane {
             written_reals: HashMap::new(),
             next_hops: HashMap::new(),
             flows: HashMap::new(),
+            sync_queue: std::collections::VecDeque::new(),
             by_flow: HashMap::new(),
             fnat_next_port: HashMap::new(),
             fnat_in_use: HashSet::new(),
@@ -558,8 +566,7 @@ impl XdpPlane {
                 self.counters.upcalls += 1;
                 match d.handle_in(&packet, now) {
                     InVerdict::Forward(f) => {
-                        let Some(entries) = self.install(d, &parsed, &packet, &f, ev, now_ns)
-                        else {
+                        let Some(entries) = self.install(d, &parsed, &f, ev, now_ns, true) else {
                             return;
                         };
                         self.send_on(&entries, &ev.frame, ev.ifindex);
@@ -573,11 +580,13 @@ impl XdpPlane {
                 self.counters.new_confirmed += 1;
                 if let InVerdict::Forward(f) = d.handle_in(&packet, now) {
                     let core_real = self.real_index.get(&f.dest).copied();
-                    if core_real != Some(ev.real) {
+                    // XDP wrote the entries; they are rewritten only when the core
+                    // chose another real server (its choice wins).
+                    let mismatch = core_real != Some(ev.real);
+                    if mismatch {
                         self.counters.new_mismatch += 1;
                     }
-                    // Installing again writes the core's choice over XDP's.
-                    let _ = self.install(d, &parsed, &packet, &f, ev, now_ns);
+                    let _ = self.install(d, &parsed, &f, ev, now_ns, mismatch);
                 }
             }
             abi::EV_CONTROL => {
@@ -605,10 +614,10 @@ impl XdpPlane {
         &mut self,
         d: &Director,
         parsed: &Parsed,
-        packet: &Packet,
         f: &rvs_core::Forwarding,
         ev: &abi::Event,
         now_ns: u64,
+        write: bool,
     ) -> Option<(FlowKey, abi::Flow, abi::Real)> {
         let index = *self.real_index.get(&f.dest)?;
         let Some(real) = self.written_reals.get(&index).copied() else {
@@ -622,8 +631,8 @@ impl XdpPlane {
                 parsed,
                 index,
                 &real,
-                packet.daddr,
-                packet.dport,
+                parsed.daddr,
+                parsed.dport,
                 ev.ifindex,
                 now_ns,
             )
@@ -631,9 +640,11 @@ impl XdpPlane {
         let mut in_entry = None;
         let mut out_key = None;
         for (k, e) in &entries {
-            if let Err(err) = self.loaded.put_flow(k, e) {
-                tracing::warn!(error = %err, "flow install");
-                return None;
+            if write {
+                if let Err(err) = self.loaded.put_flow(k, e) {
+                    tracing::warn!(error = %err, "flow install");
+                    return None;
+                }
             }
             if e.flags & abi::FLOW_F_OUT != 0 {
                 out_key = Some(*k);
@@ -760,50 +771,67 @@ impl XdpPlane {
         }
     }
 
-    /// Folds fast-path counters into the core and drops entries of expired connections.
+    /// Folds fast-path counters into the core and drops entries of expired
+    /// connections. Each call visits a slice of the flows, round robin, so that a
+    /// whole pass takes at most [`TRAFFIC_PASS`] whatever the table's size, and
+    /// reads the flow map without holding the control lock (upcalls go on).
     pub fn sync_traffic(&mut self, shared: &Shared) {
-        let mut control = lock(shared);
-        let now = control.now();
-        let now_ns = monotonic_ns();
-        let d = control.director_mut();
-        let ids: Vec<ConnId> = self.flows.keys().copied().collect();
-        let mut gone = Vec::new();
-        for id in ids {
-            let Some(rec) = self.flows.get_mut(&id) else {
+        if self.sync_queue.is_empty() {
+            self.sync_queue = self.flows.keys().copied().collect();
+        }
+        let passes = (TRAFFIC_PASS.as_millis() / TRAFFIC_EVERY.as_millis()).max(1) as usize;
+        let budget = self.flows.len().div_ceil(passes).max(MIN_SYNC_PER_TICK);
+        let take = budget.min(self.sync_queue.len());
+        let batch: Vec<ConnId> = self.sync_queue.drain(..take).collect();
+        // (id, key, counters seen, last seen ns)
+        let mut seen_all = Vec::with_capacity(batch.len());
+        for id in batch {
+            let Some(rec) = self.flows.get(&id) else {
                 continue;
             };
-            let inbound = self.loaded.get_flow(&rec.in_key).ok().flatten();
-            let outbound = rec
-                .out_key
-                .and_then(|k| self.loaded.get_flow(&k).ok().flatten());
             let mut seen = [0u64; 4];
             let mut last_ns = 0u64;
-            if let Some(f) = inbound {
+            if let Some(f) = self.loaded.get_flow(&rec.in_key).ok().flatten() {
                 seen[0] = f.packets;
                 seen[1] = f.bytes;
                 last_ns = last_ns.max(f.last_seen_ns);
             }
-            if let Some(f) = outbound {
+            if let Some(f) = rec
+                .out_key
+                .and_then(|k| self.loaded.get_flow(&k).ok().flatten())
+            {
                 seen[2] = f.packets;
                 seen[3] = f.bytes;
                 last_ns = last_ns.max(f.last_seen_ns);
             }
-            let delta = Counters {
-                conns: 0,
-                in_pkts: seen[0].saturating_sub(rec.folded[0]),
-                in_bytes: seen[1].saturating_sub(rec.folded[1]),
-                out_pkts: seen[2].saturating_sub(rec.folded[2]),
-                out_bytes: seen[3].saturating_sub(rec.folded[3]),
-            };
-            rec.folded = seen;
-            let idle_ms = now_ns.saturating_sub(last_ns) / 1_000_000;
-            let last_active = Time::from_millis(now.as_millis().saturating_sub(idle_ms));
-            let alive = d.conn(id).is_some_and(|c| c.key == rec.key);
-            if !alive || !d.handle_traffic(id, &rec.key.clone(), delta, last_active) {
-                gone.push(id);
+            seen_all.push((id, rec.key, seen, last_ns));
+        }
+        let mut gone = Vec::new();
+        {
+            let mut control = lock(shared);
+            let now = control.now();
+            let now_ns = monotonic_ns();
+            let d = control.director_mut();
+            for (id, key, seen, last_ns) in seen_all {
+                let Some(rec) = self.flows.get_mut(&id) else {
+                    continue;
+                };
+                let delta = Counters {
+                    conns: 0,
+                    in_pkts: seen[0].saturating_sub(rec.folded[0]),
+                    in_bytes: seen[1].saturating_sub(rec.folded[1]),
+                    out_pkts: seen[2].saturating_sub(rec.folded[2]),
+                    out_bytes: seen[3].saturating_sub(rec.folded[3]),
+                };
+                rec.folded = seen;
+                let idle_ms = now_ns.saturating_sub(last_ns) / 1_000_000;
+                let last_active = Time::from_millis(now.as_millis().saturating_sub(idle_ms));
+                let alive = d.conn(id).is_some_and(|c| c.key == key);
+                if !alive || !d.handle_traffic(id, &key, delta, last_active) {
+                    gone.push(id);
+                }
             }
         }
-        drop(control);
         for id in gone {
             self.forget(id);
         }
