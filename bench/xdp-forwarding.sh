@@ -25,20 +25,24 @@
 #                the program on its own output, which only DR leaves matching)
 #
 # Usage: sudo bench/xdp-forwarding.sh [--seconds S] [--repeat N] [--upcall-rate R]
+#        [--only CASE,...]   (cases: ceiling dr tun nat fnat nft ceiling_new nft_new
+#                             wlc_new mh_new cost; default all)
 # Needs root, nft, iproute2, taskset. The generator (and so the softirq work
 # it triggers) is pinned to CPU 1, rvsd to CPU 0. About 1.5 minutes plus the build.
 set -euo pipefail
 
-usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; }
 
 SECS=3
 REPEAT=1000000
 UPCALL_RATE=0
+ONLY=""
 while [[ $# -gt 0 ]]; do
 	case "$1" in
 	--seconds) SECS="$2"; shift 2 ;;
 	--repeat) REPEAT="$2"; shift 2 ;;
 	--upcall-rate) UPCALL_RATE="$2"; shift 2 ;;
+	--only) ONLY="$2"; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
 	*) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
 	esac
@@ -99,8 +103,10 @@ COMMON=(--gen-ns "$G" --dir-ns "$D" --gen-if g0 --dir-if d0 --gen-ifindex "$GIDX
 declare -A RATE SENT LINE
 
 # run NAME ARGS...: one live case; keeps the received rate (Mpps) and the line.
+want() { [[ -z "$ONLY" || ",$ONLY," == *",$1,"* ]]; }
 run() {
 	local name="$1"; shift
+	want "$name" || return 0
 	local out
 	out=$(taskset -c "$GEN_CPU" "$BENCH" live "${COMMON[@]}" "$@")
 	LINE[$name]="$out"
@@ -160,12 +166,16 @@ echo "new connections (a new source port per SYN):" >&2
 run ceiling_new --director drop --flows new
 run nft_new --director pass --flows new
 nft_off
-rvsd_on wlc
-run wlc_new --director none --flows new
-rvsd_off
-rvsd_on mh
-run mh_new --director none --flows new
-rvsd_off
+if want wlc_new; then
+	rvsd_on wlc
+	run wlc_new --director none --flows new
+	rvsd_off
+fi
+if want mh_new; then
+	rvsd_on mh
+	run mh_new --director none --flows new
+	rvsd_off
+fi
 echo "per-packet cost (BPF_PROG_TEST_RUN, repeat $REPEAT):" >&2
 COST=$(ip netns exec "$D" true && taskset -c "$GEN_CPU" "$BENCH" cost --dir-ns "$D" \
 	--dir-ifindex "$DIDX" --gen-mac "$GMAC" --dir-mac "$DMAC" --repeat "$REPEAT")

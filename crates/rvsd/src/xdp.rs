@@ -157,6 +157,8 @@ pub struct XdpPlane {
     fnat_pool: Vec<IpAddr>,
     counters: DriverCounters,
     events: Vec<abi::Event>,
+    /// Frames decided in the current batch, sent once the control lock is released.
+    outbox: Vec<(u32, Vec<u8>)>,
     view: std::sync::Arc<std::sync::Mutex<XdpView>>,
 }
 
@@ -333,6 +335,7 @@ impl XdpPlane {
             fnat_pool: opts.fnat_pool.clone(),
             counters: DriverCounters::default(),
             events: Vec::with_capacity(EVENT_BATCH),
+            outbox: Vec::with_capacity(EVENT_BATCH),
             view: std::sync::Arc::new(std::sync::Mutex::new(XdpView {
                 interfaces: opts.interfaces.clone(),
                 ..XdpView::default()
@@ -537,6 +540,18 @@ impl XdpPlane {
                 self.handle_event(director, ev, now, now_ns);
             }
         }
+        // Decided packets go out after the lock is released.
+        let mut outbox = std::mem::take(&mut self.outbox);
+        for (egress, frame) in outbox.drain(..) {
+            let sent = self
+                .senders
+                .get(&egress)
+                .is_some_and(|s| s.send(&frame).is_ok());
+            if !sent {
+                self.counters.send_errors += 1;
+            }
+        }
+        self.outbox = outbox;
         self.events = events;
         n
     }
@@ -749,14 +764,7 @@ impl XdpPlane {
             Verdict::Redirect(i) => i,
             _ => return,
         };
-        let sent = self
-            .senders
-            .get(&egress)
-            .map(|s| s.send(&out.frame).is_ok())
-            .unwrap_or(false);
-        if !sent {
-            self.counters.send_errors += 1;
-        }
+        self.outbox.push((egress, out.frame));
     }
 
     fn forget(&mut self, id: ConnId) {
