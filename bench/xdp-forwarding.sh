@@ -195,23 +195,25 @@ echo
 echo "| case | offered Mpps | forwarded Mpps | ns/frame | + ns over ceiling | / ceiling | / nft DNAT |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
 for c in ceiling dr tun nat fnat nft; do
+	[[ -n "${RATE[$c]:-}" ]] || continue
 	label="$c"
 	case "$c" in
 	ceiling) label="ceiling (XDP_DROP on d0)" ;;
 	dr) label="rvs DR" ;; tun) label="rvs TUN (IPIP)" ;; nat) label="rvs NAT" ;;
 	fnat) label="rvs FullNAT" ;; nft) label="nftables DNAT" ;;
 	esac
-	echo "| $label | ${SENT[$c]} | ${RATE[$c]} | $(nsper "${RATE[$c]}") | $(extra "${RATE[$c]}" "${RATE[ceiling]}") | $(ratio "${RATE[$c]}" "${RATE[ceiling]}") | $(ratio "${RATE[$c]}" "${RATE[nft]}") |"
+	echo "| $label | ${SENT[$c]} | ${RATE[$c]} | $(nsper "${RATE[$c]}") | $(extra "${RATE[$c]}" "${RATE[ceiling]:-}") | $(ratio "${RATE[$c]}" "${RATE[ceiling]:-}") | $(ratio "${RATE[$c]}" "${RATE[nft]:-}") |"
 done
 echo
 echo "| new connections | offered k/s | forwarded SYNs k/s | / nft DNAT |"
 echo "|---|---:|---:|---:|"
 for c in ceiling_new nft_new wlc_new mh_new; do
+	[[ -n "${RATE[$c]:-}" ]] || continue
 	case "$c" in
 	ceiling_new) label="ceiling (XDP_DROP on d0)" ;; nft_new) label="nftables DNAT (conntrack)" ;;
 	wlc_new) label="rvs wlc (upcall to rvsd)" ;; mh_new) label="rvs mh (in XDP)" ;;
 	esac
-	echo "| $label | $(kpps "${SENT[$c]}") | $(kpps "${RATE[$c]}") | $(ratio "${RATE[$c]}" "${RATE[nft_new]}") |"
+	echo "| $label | $(kpps "${SENT[$c]}") | $(kpps "${RATE[$c]}") | $(ratio "${RATE[$c]}" "${RATE[nft_new]:-}") |"
 done
 echo
 echo "| program (BPF_PROG_TEST_RUN, repeat $REPEAT, best of 3) | ns/packet | verdict | / redirect_peer |"
@@ -225,5 +227,5 @@ while read -r line; do
 	echo "| $name${method:+ $method} | $ns | $verdict | $(ratio "$ns" "$BASE_NS") |"
 done <<<"$COST"
 echo
-echo "goals: DR/ceiling $(ratio "${RATE[dr]}" "${RATE[ceiling]}") (>= 0.7), DR/nft $(ratio "${RATE[dr]}" "${RATE[nft]}") (>= 5)," \
-	"wlc cps/nft $(ratio "${RATE[wlc_new]}" "${RATE[nft_new]}") (>= 2), mh cps/nft $(ratio "${RATE[mh_new]}" "${RATE[nft_new]}") (>= 2)"
+echo "goals: DR/ceiling $(ratio "${RATE[dr]:-}" "${RATE[ceiling]:-}") (>= 0.7), DR/nft $(ratio "${RATE[dr]:-}" "${RATE[nft]:-}") (>= 5)," \
+	"wlc cps/nft $(ratio "${RATE[wlc_new]:-}" "${RATE[nft_new]:-}") (>= 2), mh cps/nft $(ratio "${RATE[mh_new]:-}" "${RATE[nft_new]:-}") (>= 2)"

@@ -21,7 +21,8 @@
 //! Invariant: every registered flow names a live core connection with the same
 //! key, or is removed at the next traffic sync.
 
-use std::collections::{HashMap, HashSet};
+// hashbrown with foldhash: the flow registries are hashed on every event.
+use hashbrown::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -362,9 +363,7 @@ impl XdpPlane {
         // Resolve next hops outside the lock (it may wait for ARP/ND).
         for s in &snap {
             for d in &s.dests {
-                if let std::collections::hash_map::Entry::Vacant(slot) =
-                    self.next_hops.entry(d.addr)
-                {
+                if let hashbrown::hash_map::Entry::Vacant(slot) = self.next_hops.entry(d.addr) {
                     match rvs_sys::next_hop(d.addr).await {
                         Ok(nh) => {
                             slot.insert(nh);
@@ -447,7 +446,7 @@ impl XdpPlane {
         let gone: Vec<DestId> = self
             .real_index
             .keys()
-            .filter(|id| !live.contains(id))
+            .filter(|id| !live.contains(*id))
             .copied()
             .collect();
         for id in gone {
@@ -473,7 +472,7 @@ impl XdpPlane {
         let stale: Vec<u32> = self
             .written_reals
             .keys()
-            .filter(|i| !want.reals.contains_key(i))
+            .filter(|i| !want.reals.contains_key(*i))
             .copied()
             .collect();
         for i in stale {
