@@ -25,11 +25,15 @@ fn clang_available() -> bool {
 }
 
 fn compile(bpf_dir: &Path, name: &str, out: &Path) -> Result<(), Box<dyn Error>> {
+    // From inside bpf/, with paths in the debug info made relative, so that the
+    // object is byte-identical to bpf/prebuilt/ (tests/prebuilt.rs checks it).
     let status = Command::new(CLANG)
+        .current_dir(bpf_dir)
         .args(["-O2", "-g", "-target", "bpf", "-mcpu=v3"])
         .arg("-I/usr/include/x86_64-linux-gnu")
+        .arg(format!("-fdebug-prefix-map={}=.", bpf_dir.display()))
         .arg("-c")
-        .arg(bpf_dir.join(format!("{name}.c")))
+        .arg(format!("{name}.c"))
         .arg("-o")
         .arg(out)
         .status()?;

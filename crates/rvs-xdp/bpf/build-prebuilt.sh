@@ -6,6 +6,6 @@ cd "$(dirname "$0")"
 mkdir -p prebuilt
 for name in rvs_xdp rvs_bench; do
 	clang-14 -O2 -g -target bpf -mcpu=v3 -I/usr/include/x86_64-linux-gnu \
-		-c "$name.c" -o "prebuilt/$name.o"
+		-fdebug-prefix-map="$PWD"=. -c "$name.c" -o "prebuilt/$name.o"
 	echo "built prebuilt/$name.o"
 done

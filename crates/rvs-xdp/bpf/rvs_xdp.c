@@ -835,7 +835,12 @@ static __always_inline int known_flow(struct xdp_md *ctx, const struct pkt *p, s
 			stat_inc(RVS_STAT_DROP_RINGBUF);
 		}
 	}
-	e->last_seen_ns = bpf_ktime_get_ns();
+	/* Idle tracking needs jiffy resolution only: the coarse clock is cheaper,
+	 * and the entry's cache line is written only when the value moves. */
+	__u64 seen = bpf_ktime_get_coarse_ns();
+
+	if (e->last_seen_ns != seen)
+		e->last_seen_ns = seen;
 	if (!notified) {
 		__sync_fetch_and_add(&e->packets, 1);
 		__sync_fetch_and_add(&e->bytes, (__u64)p->ip_len);
