@@ -12,8 +12,7 @@ mod common;
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::Command;
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -30,73 +29,24 @@ const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const VIP_PORT: u16 = 5000;
 const CLIENT_PORT: u16 = 4000;
 
-fn run_checked(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{program} {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+fn sysctl(ns: &Ns, key: &str) -> String {
+    let out = ns.exec("sysctl", &["-n", key]);
+    assert!(out.status.success(), "sysctl {key}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-/// A named network namespace, deleted on drop.
-struct Ns {
-    name: String,
+fn set_sysctl(ns: &Ns, key: &str, value: &str) {
+    let out = ns.exec("sysctl", &["-q", "-w", &format!("{key}={value}")]);
+    assert!(out.status.success(), "sysctl -w {key}={value}");
 }
 
-impl Ns {
-    fn new() -> Ns {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let name = format!("rvsrs{}x{n}", std::process::id());
-        run_checked("ip", &["netns", "add", &name]);
-        Ns { name }
-    }
-
-    fn ip(&self, args: &[&str]) -> String {
-        let mut all = vec!["-n", self.name.as_str()];
-        all.extend_from_slice(args);
-        run_checked("ip", &all)
-    }
-
-    /// `ip netns exec NS PROGRAM ARGS`, unchecked.
-    fn exec(&self, program: &str, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.name, program])
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn sysctl(&self, key: &str) -> String {
-        let out = self.exec("sysctl", &["-n", key]);
-        assert!(out.status.success(), "sysctl {key}");
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-
-    fn set_sysctl(&self, key: &str, value: &str) {
-        let out = self.exec("sysctl", &["-q", "-w", &format!("{key}={value}")]);
-        assert!(out.status.success(), "sysctl -w {key}={value}");
-    }
-
-    /// Runs `f` on a thread inside this namespace.
-    fn spawn<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> JoinHandle<T> {
-        let name = self.name.clone();
-        thread::spawn(move || {
-            netns::enter(&name).unwrap();
-            f()
-        })
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
+/// Runs `f` on a thread inside `ns`.
+fn spawn_in<T: Send + 'static>(ns: &Ns, f: impl FnOnce() -> T + Send + 'static) -> JoinHandle<T> {
+    let name = ns.name.clone();
+    thread::spawn(move || {
+        netns::enter(&name).unwrap();
+        f()
+    })
 }
 
 /// A bpf filesystem mounted on a temporary directory, unmounted on drop.
@@ -136,8 +86,8 @@ struct Pair {
 impl Pair {
     fn new() -> Pair {
         let pair = Pair {
-            a: Ns::new(),
-            b: Ns::new(),
+            a: Ns::new("rvsrs"),
+            b: Ns::new("rvsrs"),
             state: tempfile::tempdir().unwrap(),
         };
         pair.a.ip(&[
@@ -184,7 +134,7 @@ impl Pair {
     /// VIP:VIP_PORT received (source and payload), or None after a second.
     fn deliver(&self, ip_packet: Vec<u8>) -> Option<(SocketAddr, Vec<u8>)> {
         let (ready, is_ready) = mpsc::channel();
-        let receiver = self.b.spawn(move || {
+        let receiver = spawn_in(&self.b, move || {
             let socket = UdpSocket::bind((VIP, VIP_PORT)).unwrap();
             socket
                 .set_read_timeout(Some(Duration::from_secs(1)))
@@ -195,14 +145,13 @@ impl Pair {
             Some((from, buf[..len].to_vec()))
         });
         let b_mac = is_ready.recv_timeout(WAIT).unwrap();
-        self.a
-            .spawn(move || {
-                let a = interface("vetha").unwrap();
-                let frame = ethernet(b_mac, a.mac, ETH_IPV4, &ip_packet);
-                FrameSender::open(a.index).unwrap().send(&frame).unwrap();
-            })
-            .join()
-            .unwrap();
+        spawn_in(&self.a, move || {
+            let a = interface("vetha").unwrap();
+            let frame = ethernet(b_mac, a.mac, ETH_IPV4, &ip_packet);
+            FrameSender::open(a.index).unwrap().send(&frame).unwrap();
+        })
+        .join()
+        .unwrap();
         receiver.join().unwrap()
     }
 }
@@ -223,9 +172,9 @@ fn tun_up_decapsulates_ipip_to_the_vip_and_down_undoes_it() {
     let pair = Pair::new();
     let bpffs = BpfFs::new();
     // Values `down` must bring back (none equal to what `up` writes).
-    pair.b.set_sysctl("net.ipv4.conf.all.arp_ignore", "2");
-    pair.b.set_sysctl("net.ipv4.conf.all.rp_filter", "1");
-    pair.b.set_sysctl("net.ipv4.conf.vethb.rp_filter", "1");
+    set_sysctl(&pair.b, "net.ipv4.conf.all.arp_ignore", "2");
+    set_sysctl(&pair.b, "net.ipv4.conf.all.rp_filter", "1");
+    set_sysctl(&pair.b, "net.ipv4.conf.vethb.rp_filter", "1");
     let pin_dir = bpffs.pin_dir();
     let up = pair.realserver(&[
         "tun",
@@ -243,10 +192,10 @@ fn tun_up_decapsulates_ipip_to_the_vip_and_down_undoes_it() {
         .b
         .ip(&["addr", "show", "dev", "lo"])
         .contains("10.9.9.9/32"));
-    assert_eq!(pair.b.sysctl("net.ipv4.conf.all.arp_ignore"), "1");
-    assert_eq!(pair.b.sysctl("net.ipv4.conf.lo.arp_announce"), "2");
-    assert_eq!(pair.b.sysctl("net.ipv4.conf.all.rp_filter"), "0");
-    assert_eq!(pair.b.sysctl("net.ipv4.conf.vethb.rp_filter"), "0");
+    assert_eq!(sysctl(&pair.b, "net.ipv4.conf.all.arp_ignore"), "1");
+    assert_eq!(sysctl(&pair.b, "net.ipv4.conf.lo.arp_announce"), "2");
+    assert_eq!(sysctl(&pair.b, "net.ipv4.conf.all.rp_filter"), "0");
+    assert_eq!(sysctl(&pair.b, "net.ipv4.conf.vethb.rp_filter"), "0");
 
     let inner = client_datagram(b"through the tunnel");
     let (from, payload) = pair
@@ -264,10 +213,10 @@ fn tun_up_decapsulates_ipip_to_the_vip_and_down_undoes_it() {
         .b
         .ip(&["addr", "show", "dev", "lo"])
         .contains("10.9.9.9"));
-    assert_eq!(pair.b.sysctl("net.ipv4.conf.all.arp_ignore"), "2");
-    assert_eq!(pair.b.sysctl("net.ipv4.conf.lo.arp_announce"), "0");
-    assert_eq!(pair.b.sysctl("net.ipv4.conf.all.rp_filter"), "1");
-    assert_eq!(pair.b.sysctl("net.ipv4.conf.vethb.rp_filter"), "1");
+    assert_eq!(sysctl(&pair.b, "net.ipv4.conf.all.arp_ignore"), "2");
+    assert_eq!(sysctl(&pair.b, "net.ipv4.conf.lo.arp_announce"), "0");
+    assert_eq!(sysctl(&pair.b, "net.ipv4.conf.all.rp_filter"), "1");
+    assert_eq!(sysctl(&pair.b, "net.ipv4.conf.vethb.rp_filter"), "1");
     assert!(!pair.state_file().exists());
     assert!(!pin_dir.join("decap_link_vethb").exists());
 }
@@ -280,7 +229,7 @@ fn dr_up_puts_vips_on_lo_with_arp_sysctls_and_down_restores() {
     let pair = Pair::new();
     // A VIP already on lo stays after `down`; a second one is added and removed.
     pair.b.ip(&["addr", "add", "10.9.9.8/32", "dev", "lo"]);
-    pair.b.set_sysctl("net.ipv4.conf.lo.arp_ignore", "3");
+    set_sysctl(&pair.b, "net.ipv4.conf.lo.arp_ignore", "3");
     pair.realserver(&[
         "dr",
         "up",
@@ -296,12 +245,11 @@ fn dr_up_puts_vips_on_lo_with_arp_sysctls_and_down_restores() {
     assert!(lo.contains("2001:db8::9/128"), "{lo}");
     for scope in ["all", "lo"] {
         assert_eq!(
-            pair.b.sysctl(&format!("net.ipv4.conf.{scope}.arp_ignore")),
+            sysctl(&pair.b, &format!("net.ipv4.conf.{scope}.arp_ignore")),
             "1"
         );
         assert_eq!(
-            pair.b
-                .sysctl(&format!("net.ipv4.conf.{scope}.arp_announce")),
+            sysctl(&pair.b, &format!("net.ipv4.conf.{scope}.arp_announce")),
             "2"
         );
     }
@@ -332,9 +280,9 @@ fn dr_up_puts_vips_on_lo_with_arp_sysctls_and_down_restores() {
     assert!(!lo.contains("10.9.9.9"), "{lo}");
     assert!(!lo.contains("2001:db8::9"), "{lo}");
     assert!(lo.contains("10.9.9.8/32"), "pre-existing VIP removed: {lo}");
-    assert_eq!(pair.b.sysctl("net.ipv4.conf.lo.arp_ignore"), "3");
-    assert_eq!(pair.b.sysctl("net.ipv4.conf.all.arp_ignore"), "0");
-    assert_eq!(pair.b.sysctl("net.ipv4.conf.all.arp_announce"), "0");
+    assert_eq!(sysctl(&pair.b, "net.ipv4.conf.lo.arp_ignore"), "3");
+    assert_eq!(sysctl(&pair.b, "net.ipv4.conf.all.arp_ignore"), "0");
+    assert_eq!(sysctl(&pair.b, "net.ipv4.conf.all.arp_announce"), "0");
     assert!(!pair.state_file().exists());
     assert!(pair.realserver(&["status"]).contains("nothing set up"));
 }

@@ -7,8 +7,6 @@
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -16,6 +14,10 @@ use std::time::{Duration, Instant};
 use rvs_sys::{
     interface, interface_addrs, link_up, netns, Addresses, FrameSender, Received, VrrpSocket,
 };
+
+#[path = "support/ns.rs"]
+mod support;
+use support::{ip, is_root, Ns};
 
 const WAIT: Duration = Duration::from_secs(5);
 const V4_A: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
@@ -26,63 +28,6 @@ const GROUP_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12);
 const LL_A: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0xa1);
 /// A VRRPv3-looking advertisement with a recognisable tail.
 const PAYLOAD: &[u8] = &[0x31, 7, 100, 1, 0, 100, 0, 0, 10, 200, 0, 100, 0xde, 0xad];
-
-fn is_root(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        true
-    } else {
-        eprintln!("SKIP: {test} needs root");
-        false
-    }
-}
-
-/// Runs `ip ARGS`, panicking with its stderr on failure; returns stdout.
-fn ip(args: &[&str]) -> String {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A named network namespace, deleted on drop.
-struct Ns {
-    name: String,
-}
-
-impl Ns {
-    fn new() -> Ns {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let name = format!("rvssys{}x{n}", std::process::id());
-        ip(&["netns", "add", &name]);
-        Ns { name }
-    }
-
-    /// `ip -n NS ARGS`.
-    fn ip(&self, args: &[&str]) -> String {
-        let mut all = vec!["-n", &self.name];
-        all.extend_from_slice(args);
-        ip(&all)
-    }
-
-    fn link_json(&self, dev: &str) -> serde_json::Value {
-        let out = self.ip(&["-j", "link", "show", "dev", dev]);
-        let list: serde_json::Value = serde_json::from_str(&out).expect("ip -j output");
-        list[0].clone()
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
 
 /// Runs `f` in a new thread inside namespace `ns`.
 fn in_ns<T: Send + 'static>(ns: &Ns, f: impl FnOnce() -> T + Send + 'static) -> JoinHandle<T> {
@@ -122,8 +67,8 @@ struct Pair {
 impl Pair {
     fn new(ipv6_dad: bool) -> Pair {
         let pair = Pair {
-            ns1: Ns::new(),
-            ns2: Ns::new(),
+            ns1: Ns::new("rvssys"),
+            ns2: Ns::new("rvssys"),
         };
         if !ipv6_dad {
             for ns in [&pair.ns1, &pair.ns2] {

@@ -7,94 +7,49 @@
 
 use std::future::Future;
 use std::net::IpAddr;
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
 use rvs_sys::{netns, next_hop, NextHop, SysError};
 
+#[path = "support/ns.rs"]
+mod support;
+use support::{is_root, Ns};
+
 const WAIT: Duration = Duration::from_secs(5);
 
-fn is_root(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        true
-    } else {
-        eprintln!("SKIP: {test} needs root");
-        false
-    }
+/// The MAC address of `dev` in `ns`.
+fn mac(ns: &Ns, dev: &str) -> [u8; 6] {
+    let text = ns.link_json(dev)["address"]
+        .as_str()
+        .expect("address")
+        .to_owned();
+    let bytes: Vec<u8> = text
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).expect("hex"))
+        .collect();
+    bytes.try_into().expect("6 bytes")
 }
 
-fn ip(args: &[&str]) -> String {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A named network namespace, deleted on drop.
-struct Ns {
-    name: String,
-}
-
-impl Ns {
-    fn new() -> Ns {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let name = format!("rvsnh{}x{n}", std::process::id());
-        ip(&["netns", "add", &name]);
-        Ns { name }
-    }
-
-    fn ip(&self, args: &[&str]) -> String {
-        let mut all = vec!["-n", &self.name];
-        all.extend_from_slice(args);
-        ip(&all)
-    }
-
-    fn mac(&self, dev: &str) -> [u8; 6] {
-        let out = self.ip(&["-j", "link", "show", "dev", dev]);
-        let list: serde_json::Value = serde_json::from_str(&out).expect("ip -j output");
-        let text = list[0]["address"].as_str().expect("address").to_owned();
-        let bytes: Vec<u8> = text
-            .split(':')
-            .map(|b| u8::from_str_radix(b, 16).expect("hex"))
-            .collect();
-        bytes.try_into().expect("6 bytes")
-    }
-
-    /// Runs `future` in a thread inside this namespace, on a current-thread
-    /// runtime, failing after WAIT.
-    fn run<T: Send + 'static, F: Future<Output = T> + 'static>(
-        &self,
-        make: impl FnOnce() -> F + Send + 'static,
-    ) -> T {
-        let name = self.name.clone();
-        thread::spawn(move || {
-            netns::enter(&name).expect("enter namespace");
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime
-                .block_on(async { tokio::time::timeout(WAIT, make()).await })
-                .expect("timed out")
-        })
-        .join()
-        .expect("namespace thread")
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
+/// Runs `future` in a thread inside `ns`, on a current-thread runtime, failing
+/// after WAIT.
+fn run_in<T: Send + 'static, F: Future<Output = T> + 'static>(
+    ns: &Ns,
+    make: impl FnOnce() -> F + Send + 'static,
+) -> T {
+    let name = ns.name.clone();
+    thread::spawn(move || {
+        netns::enter(&name).expect("enter namespace");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime
+            .block_on(async { tokio::time::timeout(WAIT, make()).await })
+            .expect("timed out")
+    })
+    .join()
+    .expect("namespace thread")
 }
 
 struct Pair {
@@ -103,8 +58,8 @@ struct Pair {
 }
 
 fn pair() -> Pair {
-    let a = Ns::new();
-    let b = Ns::new();
+    let a = Ns::new("rvsnh");
+    let b = Ns::new("rvsnh");
     a.ip(&["link", "add", "nha", "type", "veth", "peer", "name", "nhb"]);
     a.ip(&["link", "set", "nhb", "netns", &b.name]);
     for (ns, dev, last) in [(&a, "nha", "1"), (&b, "nhb", "2")] {
@@ -125,7 +80,7 @@ fn pair() -> Pair {
 
 fn lookup(ns: &Ns, addr: &str) -> Result<NextHop, SysError> {
     let addr: IpAddr = addr.parse().expect("address");
-    ns.run(move || next_hop(addr))
+    run_in(ns, move || next_hop(addr))
 }
 
 #[test]
@@ -134,8 +89,8 @@ fn on_link_and_gateway_hops_resolve_to_the_peer_mac() {
         return;
     }
     let p = pair();
-    let peer_mac = p.b.mac("nhb");
-    let own_mac = p.a.mac("nha");
+    let peer_mac = mac(&p.b, "nhb");
+    let own_mac = mac(&p.a, "nha");
     let ifindex = {
         let out = p.a.ip(&["-j", "link", "show", "dev", "nha"]);
         let list: serde_json::Value = serde_json::from_str(&out).expect("ip -j output");

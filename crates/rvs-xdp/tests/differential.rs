@@ -12,6 +12,10 @@ use rvs_xdp::abi::{self, FlowKey, Real, Stat, Vip, VipKey};
 use rvs_xdp::engine::{self, Tables, Verdict};
 use rvs_xdp::loader::Loaded;
 
+#[path = "../../rvs-sys/tests/support/ns.rs"]
+mod support;
+use support::{is_root, Ns};
+
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
@@ -514,26 +518,11 @@ fn mutate(base: &[u8], rng: &mut Rng) -> Vec<u8> {
 
 #[test]
 fn xdp_program_and_reference_engine_agree() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIP: differential test needs root (loads the XDP program)");
+    if !is_root("differential test (loads the XDP program)") {
         return;
     }
-    let ns = format!("rvsdiff{}", std::process::id());
-    let status = std::process::Command::new("ip")
-        .args(["netns", "add", &ns])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    struct Cleanup(String);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("ip")
-                .args(["netns", "del", &self.0])
-                .status();
-        }
-    }
-    let _cleanup = Cleanup(ns.clone());
-    let ns2 = ns.clone();
+    let ns = Ns::new("rvsdiff");
+    let ns2 = ns.name.clone();
     std::thread::spawn(move || run_in_netns(&ns2))
         .join()
         .unwrap();
@@ -541,17 +530,14 @@ fn xdp_program_and_reference_engine_agree() {
 
 fn run_in_netns(ns: &str) {
     rvs_sys::netns::enter(ns).unwrap();
-    let sh = |args: &[&str]| {
-        let st = std::process::Command::new("ip")
-            .args(args)
-            .status()
-            .unwrap();
-        assert!(st.success(), "ip {args:?}");
-    };
-    sh(&["link", "set", "lo", "up"]);
-    sh(&["link", "add", "da", "type", "veth", "peer", "name", "db"]);
-    sh(&["link", "set", "da", "up"]);
-    sh(&["link", "set", "db", "up"]);
+    for args in [
+        &["link", "set", "lo", "up"][..],
+        &["link", "add", "da", "type", "veth", "peer", "name", "db"],
+        &["link", "set", "da", "up"],
+        &["link", "set", "db", "up"],
+    ] {
+        support::ip(args);
+    }
     let ingress = rvs_sys::interface("da").unwrap().index;
     let other = rvs_sys::interface("db").unwrap().index;
 

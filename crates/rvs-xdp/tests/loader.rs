@@ -7,8 +7,6 @@
 //! Namespaces get unique names and are deleted by a Drop guard.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 
 use rvs_xdp::abi::{self, Config, Event, Flow, FlowKey, Real, Stat, Vip, VipKey};
@@ -18,61 +16,9 @@ const FIXTURE: &[u8] = include_bytes!("fixtures/loader_fixture.o");
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
 
-fn is_root(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        true
-    } else {
-        eprintln!("SKIP: {test} needs root");
-        false
-    }
-}
-
-fn ip(args: &[&str]) -> String {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A named network namespace, deleted on drop.
-struct Ns {
-    name: String,
-}
-
-impl Ns {
-    fn new() -> Ns {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let name = format!("rvsxdp{}x{n}", std::process::id());
-        ip(&["netns", "add", &name]);
-        Ns { name }
-    }
-
-    fn ip(&self, args: &[&str]) -> String {
-        let mut all = vec!["-n", &self.name];
-        all.extend_from_slice(args);
-        ip(&all)
-    }
-
-    /// `ip -j link show dev DEV` as JSON (the first and only entry).
-    fn link(&self, dev: &str) -> serde_json::Value {
-        let out = self.ip(&["-j", "link", "show", "dev", dev]);
-        let list: serde_json::Value = serde_json::from_str(&out).expect("ip -j output");
-        list[0].clone()
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
+#[path = "../../rvs-sys/tests/support/ns.rs"]
+mod support;
+use support::{is_root, Ns};
 
 /// A 60-byte frame: dst 02:..:01, src 02:..:02, ethertype 0x0800, then a
 /// recognisable payload.
@@ -305,16 +251,13 @@ fn attach_detach_and_live_frames_in_a_namespace() {
     if !is_root("attach_detach_and_live_frames_in_a_namespace") {
         return;
     }
-    let ns = Ns::new();
+    let ns = Ns::new("rvsxdp");
     // No IPv6 in the namespace: its router solicitations and MLD reports would
     // reach the program and change the counts below.
     for key in ["all", "default"] {
-        let st = std::process::Command::new("ip")
-            .args(["netns", "exec", &ns.name, "sysctl", "-qw"])
-            .arg(format!("net.ipv6.conf.{key}.disable_ipv6=1"))
-            .status()
-            .expect("sysctl");
-        assert!(st.success(), "disable IPv6 in the test namespace");
+        let set = format!("net.ipv6.conf.{key}.disable_ipv6=1");
+        let out = ns.exec("sysctl", &["-qw", &set]);
+        assert!(out.status.success(), "disable IPv6 in the test namespace");
     }
     ns.ip(&["link", "add", "xa", "type", "veth", "peer", "name", "xb"]);
     ns.ip(&["link", "set", "xa", "up"]);
@@ -340,8 +283,18 @@ fn attach_detach_and_live_frames_in_a_namespace() {
     .expect("namespace thread");
 
     // ip's JSON: xdp.mode 1 = driver (native), 2 = generic (skb).
-    assert_eq!(ns.link("xa")["xdp"]["mode"], 2, "{}", ns.link("xa"));
-    assert_eq!(ns.link("xb")["xdp"]["mode"], 1, "{}", ns.link("xb"));
+    assert_eq!(
+        ns.link_json("xa")["xdp"]["mode"],
+        2,
+        "{}",
+        ns.link_json("xa")
+    );
+    assert_eq!(
+        ns.link_json("xb")["xdp"]["mode"],
+        1,
+        "{}",
+        ns.link_json("xb")
+    );
 
     let mut loaded = loaded;
     assert_eq!(loaded.stats().unwrap()[Stat::Rx as usize], 101);
@@ -350,6 +303,14 @@ fn attach_detach_and_live_frames_in_a_namespace() {
     assert!(events.iter().all(|e| e.ifindex == xa_index), "{events:?}");
 
     drop(loaded);
-    assert!(ns.link("xa").get("xdp").is_none(), "{}", ns.link("xa"));
-    assert!(ns.link("xb").get("xdp").is_none(), "{}", ns.link("xb"));
+    assert!(
+        ns.link_json("xa").get("xdp").is_none(),
+        "{}",
+        ns.link_json("xa")
+    );
+    assert!(
+        ns.link_json("xb").get("xdp").is_none(),
+        "{}",
+        ns.link_json("xb")
+    );
 }

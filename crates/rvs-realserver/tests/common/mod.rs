@@ -1,4 +1,4 @@
-//! Frame builders and the root check shared by the tests: Ethernet, IPv4 (with
+//! Frame builders, the root check and the namespace guard shared by the tests: Ethernet, IPv4 (with
 //! its header checksum), IPv6 and UDP (checksum 0) headers in front of a payload,
 //! as the director's TUN method sends them (docs/packet-plane.md, "Encapsulation").
 #![allow(dead_code)]
@@ -10,14 +10,11 @@ pub const ETH_IPV6: u16 = 0x86dd;
 pub const DST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xb];
 pub const SRC_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xa];
 
-pub fn is_root(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        true
-    } else {
-        eprintln!("SKIP: {test} needs root");
-        false
-    }
-}
+// The root check and the namespace guard are shared with rvs-sys's and rvs-xdp's tests.
+#[path = "../../../rvs-sys/tests/support/ns.rs"]
+mod support;
+#[allow(unused_imports)] // decap_prog.rs needs only is_root
+pub use support::{is_root, run_checked, Ns};
 
 pub fn ethernet(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
     let mut frame = Vec::with_capacity(14 + payload.len());
