@@ -998,17 +998,7 @@ fn syn_flood_guard_keeps_established_flows_forwarding() {
     const BIG: usize = 8 << 20;
     // The victim connection exists before the flood starts.
     let src = source(1);
-    let mut victim = in_netns(t.client.ns(), move || {
-        let sock =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        sock.bind(&SocketAddr::new(IpAddr::V4(src), 0).into())
-            .unwrap();
-        let vip: SocketAddr = format!("{VIP}:80").parse().unwrap();
-        sock.connect_timeout(&vip.into(), Duration::from_secs(3))
-            .unwrap();
-        let s: TcpStream = sock.into();
-        s
-    });
+    let mut victim = in_netns(t.client.ns(), move || connect(IpAddr::V4(src)).unwrap());
     victim
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
