@@ -120,6 +120,13 @@ impl From<CoreError> for ApiError {
             }
             CoreError::NoDest => ApiError::new(ErrorKind::NoServer, message).with_errno("ENOENT"),
             CoreError::KeyChanged => ApiError::invalid(message),
+            CoreError::Mark(
+                rvs_core::MarkError::Exists(_) | rvs_core::MarkError::Overlap { .. },
+            ) => ApiError::new(ErrorKind::Invalid, message).with_errno("EEXIST"),
+            CoreError::Mark(rvs_core::MarkError::NoRule(_)) => {
+                ApiError::new(ErrorKind::Invalid, message).with_errno("ENOENT")
+            }
+            CoreError::Mark(_) => ApiError::invalid(message),
         }
     }
 }

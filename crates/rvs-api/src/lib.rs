@@ -228,6 +228,59 @@ pub enum Command {
     SetTimeouts {
         timeouts: TimeoutsSpec,
     },
+    /// rvs extension: add a firewall-mark classifier rule (refused when it
+    /// overlaps one in force).
+    AddMarkRule {
+        rule: MarkRuleSpec,
+    },
+    /// rvs extension: delete the classifier rule equal to `rule`.
+    DeleteMarkRule {
+        rule: MarkRuleSpec,
+    },
+    /// rvs extension: delete every classifier rule (`-C` keeps them, as
+    /// `ipvsadm -C` keeps iptables' MARK rules).
+    ClearMarkRules {},
+}
+
+/// A firewall-mark classifier rule (an rvs extension in place of iptables'
+/// MARK target): traffic of `protocol` to `destination` on one of `ports`
+/// carries `mark`. `{"mark":6666,"protocol":"tcp","destination":"192.0.2.10/32",
+/// "ports":"80,443"}`; `destination` is an address or a prefix, `ports` a
+/// list of ports and ranges (`8000-8010`), `all` or absent for every port.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarkRuleSpec {
+    pub mark: u32,
+    pub protocol: String,
+    pub destination: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ports: Option<String>,
+}
+
+impl MarkRuleSpec {
+    /// The core's rule, or why it is not one.
+    pub fn to_core(&self) -> Result<rvs_core::MarkRule, ApiError> {
+        let ports = self.ports.as_deref().unwrap_or("all");
+        let mark = self.mark.to_string();
+        let words = [
+            mark.as_str(),
+            self.protocol.as_str(),
+            self.destination.as_str(),
+            ports,
+        ];
+        rvs_core::mark::parse_rule_words(&words)
+            .map_err(|e| ApiError::invalid(format!("mark rule: {e}")))
+    }
+
+    /// The canonical spec of a core rule (what listings show).
+    pub fn of(rule: &rvs_core::MarkRule) -> Self {
+        MarkRuleSpec {
+            mark: rule.mark(),
+            protocol: rule.proto().name().to_ascii_lowercase(),
+            destination: rule.dest().to_string(),
+            ports: (!rule.all_ports()).then(|| rule.ports_text()),
+        }
+    }
 }
 
 /// Body of `POST /v1/commands`.
@@ -301,6 +354,10 @@ pub struct TableView {
     pub timeouts: TimeoutsSpec,
     /// Services in the order they were added.
     pub services: Vec<ServiceView>,
+    /// rvs extension: the firewall-mark classifier's rules, in the order they
+    /// were added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub marks: Vec<MarkRuleSpec>,
 }
 
 /// One entry of `GET /v1/connections`, the fields of `/proc/net/ip_vs_conn`.

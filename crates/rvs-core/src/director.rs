@@ -28,6 +28,7 @@ use crate::conn::{
 };
 use crate::dest::{Dest, DestId};
 use crate::error::{ConfigError, CoreError};
+use crate::mark::{MarkRule, MarkRules};
 use crate::model::{DestConfig, Family, Forward, Protocol, ServiceConfig, ServiceKey};
 use crate::sched::{DestChange, DestSet, SchedInput, SchedParams, SchedulerKind, XorShiftRandom};
 use crate::service::{Service, ServiceId};
@@ -317,6 +318,9 @@ pub struct Director {
     /// A destination was deleted with expire_nodest_conn on: its entries go at
     /// the next `handle_timeout` (the kernel queues this work one jiffy later).
     nodest_flush: bool,
+    /// The firewall-mark classifier (kept by `clear`, as `ipvsadm -C` leaves
+    /// iptables' MARK rules alone).
+    marks: MarkRules,
 }
 
 impl std::fmt::Debug for Director {
@@ -351,6 +355,7 @@ impl Director {
             next_estimation: None,
             due: Vec::new(),
             nodest_flush: false,
+            marks: MarkRules::default(),
         }
     }
 
@@ -517,6 +522,26 @@ impl Director {
     }
 
     /// `ipvsadm -C`: deletes every service (connections stay until they expire).
+    /// The firewall-mark classifier's rules.
+    pub fn mark_rules(&self) -> &MarkRules {
+        &self.marks
+    }
+
+    /// Adds a classifier rule; an overlapping one is refused, changing nothing.
+    pub fn add_mark_rule(&mut self, rule: MarkRule) -> Result<(), CoreError> {
+        Ok(self.marks.add(rule)?)
+    }
+
+    pub fn delete_mark_rule(&mut self, rule: &MarkRule) -> Result<(), CoreError> {
+        Ok(self.marks.delete(rule)?)
+    }
+
+    /// The mark the classifier gives a packet of IP protocol `proto` to
+    /// `daddr:dport` (0: none), for the planes to put in `Packet::fwmark`.
+    pub fn classify(&self, proto: u8, daddr: IpAddr, dport: u16) -> u32 {
+        self.marks.classify(proto, daddr, dport)
+    }
+
     pub fn clear(&mut self, now: Time) {
         let keys: Vec<ServiceKey> = self.by_key.keys().copied().collect();
         for k in keys {

@@ -55,4 +55,6 @@ pub enum CoreError {
     NoDest,
     #[error("service key cannot change on edit")]
     KeyChanged,
+    #[error(transparent)]
+    Mark(#[from] crate::mark::MarkError),
 }

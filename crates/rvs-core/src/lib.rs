@@ -12,6 +12,7 @@ pub mod conn;
 pub mod dest;
 pub mod director;
 pub mod error;
+pub mod mark;
 pub mod model;
 pub mod sched;
 pub mod service;
@@ -27,6 +28,7 @@ pub use director::{
     Sysctl, Timeouts,
 };
 pub use error::{ConfigError, CoreError};
+pub use mark::{MarkError, MarkRule, MarkRules, PortRange, Prefix};
 pub use model::*;
 pub use sched::{SchedParams, SchedulerKind};
 pub use service::{Service, ServiceId};

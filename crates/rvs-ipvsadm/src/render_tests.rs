@@ -66,6 +66,7 @@ fn table(services: Vec<ServiceView>) -> TableView {
             udp: 300,
         },
         services,
+        marks: Vec::new(),
     }
 }
 

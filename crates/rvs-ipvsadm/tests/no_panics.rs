@@ -293,6 +293,7 @@ mod tables {
                 conn_tab_size: 4096,
                 timeouts: TimeoutsSpec { tcp: t[0], tcpfin: t[1], udp: t[2] },
                 services,
+                marks: Vec::new(),
             };
             let all = render_list_all(&table, f, &NoResolver);
             // One line per service and per server, plus header and title.

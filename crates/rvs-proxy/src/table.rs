@@ -14,7 +14,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use hashbrown::HashMap;
-use rvs_core::{Director, Protocol, ServiceKey};
+use rvs_core::{Director, MarkRule, Protocol, ServiceKey};
 
 /// The transport of a listening socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -89,13 +89,10 @@ pub struct PlaneTable {
 }
 
 impl PlaneTable {
-    /// The table for the services of `d`. `marks` lists the sockets classified
-    /// to each firewall mark; `proxy` the real servers that get a PROXY header.
-    pub fn build(
-        d: &Director,
-        marks: &[(u32, ListenerKey)],
-        proxy: HashMap<(ServiceKey, SocketAddr), ProxyProtocol>,
-    ) -> Self {
+    /// The table for the services of `d`; a firewall-mark service listens on
+    /// the sockets its classifier rules (`Director::mark_rules`) expand to;
+    /// `proxy` lists the real servers that get a PROXY header.
+    pub fn build(d: &Director, proxy: HashMap<(ServiceKey, SocketAddr), ProxyProtocol>) -> Self {
         let mut t = PlaneTable {
             proxy,
             ..PlaneTable::default()
@@ -126,14 +123,18 @@ impl PlaneTable {
                     t.listeners.insert(lk, key);
                 }
                 ServiceKey::Fwmark { mark, family } => {
-                    let members: Vec<ListenerKey> = marks
-                        .iter()
-                        .filter(|(m, lk)| {
-                            *m == mark && rvs_core::Family::of(&lk.addr.ip()) == family
-                        })
-                        .map(|(_, lk)| *lk)
-                        .collect();
-                    if members.is_empty() {
+                    let mut any = false;
+                    for rule in d.mark_rules().of_mark(mark, family) {
+                        any = true;
+                        match mark_sockets(rule) {
+                            Ok(sockets) => fwmark.extend(sockets.into_iter().map(|lk| (lk, key))),
+                            Err(reason) => t.unserved.push(Unserved {
+                                service: key,
+                                reason: format!("mark rule `{rule}`: {reason}"),
+                            }),
+                        }
+                    }
+                    if !any {
                         t.unserved.push(Unserved {
                             service: key,
                             reason: format!(
@@ -141,13 +142,49 @@ impl PlaneTable {
                             ),
                         });
                     }
-                    fwmark.extend(members.into_iter().map(|lk| (lk, key)));
                 }
             }
         }
         t.listeners.extend(fwmark);
         t
     }
+}
+
+/// The most sockets one classifier rule may expand to in this plane.
+pub const MAX_RULE_SOCKETS: u128 = 4096;
+
+/// The sockets that carry a classifier rule's traffic: every address of its
+/// prefix on every port of its ranges; or why this plane cannot listen on
+/// them.
+fn mark_sockets(rule: &MarkRule) -> Result<Vec<ListenerKey>, String> {
+    let Some(transport) = Transport::of(rule.proto()) else {
+        return Err("SCTP is not served by the socket data plane".into());
+    };
+    if rule.all_ports() {
+        return Err(
+            "a rule for every port cannot be served by the socket data plane: \
+                    give it ports"
+                .into(),
+        );
+    }
+    let count = rule
+        .dest()
+        .size()
+        .saturating_mul(u128::from(rule.port_count()));
+    if count > MAX_RULE_SOCKETS {
+        return Err(format!(
+            "it spans {count} address:port pairs, more than the {MAX_RULE_SOCKETS} sockets \
+             the socket data plane opens for one rule"
+        ));
+    }
+    let mut out = Vec::new();
+    for addr in rule.dest().addresses() {
+        out.extend(rule.each_port().map(|port| ListenerKey {
+            transport,
+            addr: SocketAddr::new(addr, port),
+        }));
+    }
+    Ok(out)
 }
 
 /// Why a port-0 service cannot be served here.
@@ -213,11 +250,16 @@ mod tests {
             transport: Transport::Tcp,
             addr: "[2001:db8::1]:443".parse().unwrap(),
         };
-        let t = PlaneTable::build(
-            &d,
-            &[(6666, https), (6666, http), (6666, v6)],
-            HashMap::new(),
-        );
+        for r in [
+            "6666 tcp 10.0.0.1 80,443",
+            "6666 tcp 2001:db8::1 443",
+            "6666 udp 10.0.0.0/8 53",
+            "6666 sctp 10.0.0.1 80",
+            "6666 tcp 10.0.0.9 all",
+        ] {
+            d.add_mark_rule(r.parse().unwrap()).unwrap();
+        }
+        let t = PlaneTable::build(&d, HashMap::new());
         // The fwmark service takes 10.0.0.1:80 over the address service (the
         // kernel looks fwmark services up first); the IPv6 member belongs to
         // an IPv6 fwmark service, which there is not.
@@ -234,7 +276,19 @@ mod tests {
         assert!(unserved.contains(&sctp));
         assert!(unserved.contains(&port0));
         assert!(unserved.contains(&unmarked));
-        assert_eq!(unserved.len(), 3);
+        // Three of mark 6666's rules cannot be listened on, each said with its
+        // reason; the service is still served on its other sockets.
+        let mark_reasons: Vec<&str> = t
+            .unserved
+            .iter()
+            .filter(|u| u.service == mark)
+            .map(|u| u.reason.as_str())
+            .collect();
+        assert_eq!(mark_reasons.len(), 3, "{mark_reasons:?}");
+        assert!(mark_reasons[0].contains("16777216 address:port pairs"));
+        assert!(mark_reasons[1].starts_with("mark rule `6666 sctp 10.0.0.1/32 80`: SCTP"));
+        assert!(mark_reasons[2].contains("every port"));
+        assert_eq!(unserved.len(), 6);
         assert!(t
             .unserved
             .iter()

@@ -16,8 +16,8 @@ use std::time::Instant;
 use hashbrown::HashMap;
 use rvs_api::{
     key_of, ref_of, server_spec_of, service_spec_of, ApiError, Command, ConnView, DataPlaneView,
-    ErrorKind, ListenerView, ProxyProtocolSpec, RatesView, ServerFailuresView, ServerSpec,
-    ServerView, ServiceView, StatsView, StatusView, TableView, UnservedView,
+    ErrorKind, ListenerView, MarkRuleSpec, ProxyProtocolSpec, RatesView, ServerFailuresView,
+    ServerSpec, ServerView, ServiceView, StatsView, StatusView, TableView, UnservedView,
 };
 use rvs_core::{Counters, Director, DirectorConfig, Protocol, Rates, ServiceKey, Time};
 use rvs_proxy::{ListenerStatus, PlaneState, PlaneTable, ProxyProtocol, Publisher};
@@ -141,7 +141,7 @@ impl Control {
                 proxy.insert((key, std::net::SocketAddr::new(s.address, s.port)), version);
             }
         }
-        PlaneTable::build(&self.director, &[], proxy)
+        PlaneTable::build(&self.director, proxy)
     }
 
     fn publish(&self) {
@@ -505,6 +505,7 @@ fn table_view(d: &Director, table: &TableState) -> TableView {
         conn_tab_size: CONN_TAB_SIZE,
         timeouts: rvs_api::TimeoutsSpec { tcp, tcpfin, udp },
         services,
+        marks: d.mark_rules().iter().map(MarkRuleSpec::of).collect(),
     }
 }
 
@@ -607,6 +608,14 @@ pub fn apply_to_core(d: &mut Director, cmd: &Command, now: Time) -> Result<(), A
         Command::SetTimeouts { timeouts } => {
             d.set_timeouts(timeouts.tcp, timeouts.tcpfin, timeouts.udp)?;
         }
+        Command::AddMarkRule { rule } => d.add_mark_rule(rule.to_core()?)?,
+        Command::DeleteMarkRule { rule } => d.delete_mark_rule(&rule.to_core()?)?,
+        Command::ClearMarkRules {} => {
+            let all: Vec<_> = d.mark_rules().iter().cloned().collect();
+            for r in &all {
+                d.delete_mark_rule(r)?;
+            }
+        }
     }
     Ok(())
 }
@@ -619,6 +628,14 @@ pub fn diff(from: &TableState, to: &TableState) -> Vec<Command> {
         out.push(Command::SetTimeouts {
             timeouts: to.timeouts,
         });
+    }
+    // Rules leave before any arrive, so a changed rule never overlaps its old
+    // self on the way.
+    for old in from.marks.iter().filter(|r| !to.marks.contains(r)) {
+        out.push(Command::DeleteMarkRule { rule: old.clone() });
+    }
+    for new in to.marks.iter().filter(|r| !from.marks.contains(r)) {
+        out.push(Command::AddMarkRule { rule: new.clone() });
     }
     for old in &from.services {
         if !to

@@ -11,7 +11,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use rvs_api::{Command, ProxyProtocolSpec, ServerSpec, ServiceRef, ServiceSpec, TimeoutsSpec};
+use rvs_api::{
+    Command, MarkRuleSpec, ProxyProtocolSpec, ServerSpec, ServiceRef, ServiceSpec, TimeoutsSpec,
+};
 use serde::{Deserialize, Serialize};
 
 /// Format version of the state file.
@@ -33,6 +35,9 @@ pub struct TableState {
     pub version: u32,
     pub timeouts: TimeoutsSpec,
     pub services: Vec<ServiceEntry>,
+    /// The firewall-mark classifier's rules, canonical, in the order added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub marks: Vec<MarkRuleSpec>,
 }
 
 impl Default for TableState {
@@ -45,6 +50,7 @@ impl Default for TableState {
                 udp: 300,
             },
             services: Vec::new(),
+            marks: Vec::new(),
         }
     }
 }
@@ -119,6 +125,23 @@ impl TableState {
                 servers.remove(j);
             }
             Command::Zero { .. } => {}
+            Command::AddMarkRule { rule } => {
+                let rule = canonical(rule)?;
+                if self.marks.contains(&rule) {
+                    return Err("mark rule already in state".into());
+                }
+                self.marks.push(rule);
+            }
+            Command::DeleteMarkRule { rule } => {
+                let rule = canonical(rule)?;
+                let i = self
+                    .marks
+                    .iter()
+                    .position(|r| r == &rule)
+                    .ok_or("no such mark rule")?;
+                self.marks.remove(i);
+            }
+            Command::ClearMarkRules {} => self.marks.clear(),
             Command::SetTimeouts { timeouts } => {
                 if timeouts.tcp != 0 {
                     self.timeouts.tcp = timeouts.tcp;
@@ -150,8 +173,20 @@ impl TableState {
                 });
             }
         }
+        out.extend(
+            self.marks
+                .iter()
+                .map(|rule| Command::AddMarkRule { rule: rule.clone() }),
+        );
         out
     }
+}
+
+/// The canonical form of a rule the core accepted.
+fn canonical(rule: &MarkRuleSpec) -> Result<MarkRuleSpec, String> {
+    rule.to_core()
+        .map(|r| MarkRuleSpec::of(&r))
+        .map_err(|e| e.message)
 }
 
 /// Errors reading or writing the state file.
