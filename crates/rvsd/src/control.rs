@@ -381,6 +381,15 @@ impl Control {
         table_view(&self.director, &self.table)
     }
 
+    /// The classifier's rules, canonical, in the order they were added.
+    pub fn mark_rules(&self) -> Vec<MarkRuleSpec> {
+        self.director
+            .mark_rules()
+            .iter()
+            .map(MarkRuleSpec::of)
+            .collect()
+    }
+
     /// The connection entries, as `/proc/net/ip_vs_conn` lists them.
     pub fn conn_views(&self) -> Vec<ConnView> {
         let now = self.now();

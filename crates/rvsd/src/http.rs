@@ -70,6 +70,7 @@ pub fn router(shared: Shared) -> Router {
     Router::new()
         .route("/v1/status", get(status))
         .route("/v1/table", get(table))
+        .route("/v1/marks", get(marks))
         .route("/v1/connections", get(connections))
         .route("/v1/commands", post(commands))
         .route("/v1/reload", post(reload))
@@ -125,6 +126,10 @@ async fn status(State(shared): State<Shared>) -> Response {
 
 async fn table(State(shared): State<Shared>) -> Response {
     Json(lock(&shared).table_view()).into_response()
+}
+
+async fn marks(State(shared): State<Shared>) -> Response {
+    Json(lock(&shared).mark_rules()).into_response()
 }
 
 async fn connections(State(shared): State<Shared>) -> Response {

@@ -16,16 +16,23 @@ fn table(addr: &str) -> String {
     body
 }
 
-#[test]
-fn tcp_listener_needs_the_token_and_bad_requests_change_nothing() {
+/// rvsd on a private directory with a TCP listener behind the token `s3cret`;
+/// returns the directory (kept alive), the daemon and the listener's address.
+fn daemon_with_token() -> (tempfile::TempDir, Daemon, String) {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "s3cret\n").unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
-    let _d = Daemon::start(
+    let d = Daemon::start(
         dir.path(),
         &["--listen", &addr, "--token-file", token.to_str().unwrap()],
     );
+    (dir, d, addr)
+}
+
+#[test]
+fn tcp_listener_needs_the_token_and_bad_requests_change_nothing() {
+    let (_dir, _d, addr) = daemon_with_token();
     let empty = table(&addr);
 
     // no token, a wrong one, a prefix of the right one, a longer one: 401, nothing applied
@@ -130,4 +137,67 @@ fn a_second_rvsd_on_the_same_socket_refuses_and_the_socket_is_private() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("already serving"));
+}
+
+/// Classifier rules through the API: added, listed canonical, refused when bad
+/// or overlapping (naming the rule) with nothing changed, and a batch with one
+/// bad rule applies none of its rules.
+#[test]
+fn mark_rules_through_the_api() {
+    let (_dir, _d, addr) = daemon_with_token();
+    let post = |body: &str| http_tcp(&addr, "POST", "/v1/commands", Some("s3cret"), body);
+    let marks = || {
+        let (status, body) = http_tcp(&addr, "GET", "/v1/marks", Some("s3cret"), "");
+        assert_eq!(status, 200, "{body}");
+        body
+    };
+    let (status, body) = post(
+        r#"{"commands":[{"op":"add_mark_rule","rule":{"mark":6666,"protocol":"tcp","destination":"10.0.0.7/24","ports":"443,80"}},
+                        {"op":"add_mark_rule","rule":{"mark":7,"protocol":"udp","destination":"2001:db8::1"}}]}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let listed = marks();
+    assert_eq!(
+        listed,
+        r#"[{"mark":6666,"protocol":"tcp","destination":"10.0.0.0/24","ports":"80,443"},{"mark":7,"protocol":"udp","destination":"2001:db8::1/128"}]"#
+    );
+    for (body, status_wanted, says) in [
+        (
+            r#"{"commands":[{"op":"add_mark_rule","rule":{"mark":9,"protocol":"tcp","destination":"10.0.0.9","ports":"443"}}]}"#,
+            422,
+            "overlaps rule `6666 tcp 10.0.0.0/24 80,443`",
+        ),
+        (
+            r#"{"commands":[{"op":"add_mark_rule","rule":{"mark":9,"protocol":"tcp","destination":"10.9.0.9","ports":"0"}}]}"#,
+            422,
+            "port 0",
+        ),
+        (
+            r#"{"commands":[{"op":"add_mark_rule","rule":{"mark":9,"protocol":"tcp","destination":"10.9.0.9","ports":"9-1"}}]}"#,
+            422,
+            "inverted",
+        ),
+        (
+            r#"{"commands":[{"op":"add_mark_rule","rule":{"mark":9,"protocol":"icmp","destination":"10.9.0.9"}}]}"#,
+            422,
+            "protocol",
+        ),
+        (
+            r#"{"commands":[{"op":"add_mark_rule","rule":{"mark":9,"protocol":"tcp","destination":"10.9.0.9","ports":"1"}},{"op":"delete_mark_rule","rule":{"mark":8,"protocol":"tcp","destination":"10.9.0.8"}}]}"#,
+            422,
+            "no such rule `8 tcp 10.9.0.8/32 all`",
+        ),
+    ] {
+        let (status, answer) = post(body);
+        assert_eq!(status, status_wanted, "{body}: {answer}");
+        assert!(answer.contains(says), "{body}: {answer}");
+        assert_eq!(marks(), listed, "a refused batch changed the rules");
+    }
+    // -C clears services, not the classifier; clear_mark_rules does.
+    let (status, _) = post(r#"{"commands":[{"op":"clear"}]}"#);
+    assert_eq!(status, 200);
+    assert_eq!(marks(), listed);
+    let (status, _) = post(r#"{"commands":[{"op":"clear_mark_rules"}]}"#);
+    assert_eq!(status, 200);
+    assert_eq!(marks(), "[]");
 }

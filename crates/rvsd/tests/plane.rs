@@ -834,3 +834,160 @@ fn half_closed_states_follow_the_kernel() {
     assert_eq!(got, b"still here", "the client's way still flows");
     assert!(eventually(10, || state_of(v2.port()) == "TIME_WAIT"));
 }
+
+/// Real servers for a fwmark service: `127.0.0.2N` (N = 1..=count) each listen
+/// on every port of `ports` and greet with `rN:PORT`.
+fn fwmark_reals(count: u8, ports: &[u16]) -> Vec<String> {
+    let mut addrs = Vec::new();
+    for n in 1..=count {
+        let addr = format!("127.0.0.{}", 20 + n);
+        for &port in ports {
+            let greeting = format!("r{n}:{port}\n");
+            serve_each(&format!("{addr}:{port}"), move |mut s| {
+                let _ = s.write_all(greeting.as_bytes());
+            });
+        }
+        addrs.push(addr);
+    }
+    addrs
+}
+
+/// The real server behind a greeting `rN:PORT`, checking that the connection
+/// reached the port the client dialled (a fwmark real without a port takes the
+/// packet's).
+fn real_of(greeting: &str, dialled: u16) -> String {
+    let (real, port) = greeting
+        .split_once(':')
+        .unwrap_or_else(|| panic!("greeting {greeting:?}"));
+    assert_eq!(port, dialled.to_string(), "greeting {greeting:?}");
+    real.to_string()
+}
+
+/// The classic LVS recipe without iptables: rvs's classifier marks http and
+/// https of one VIP 6666, `-f 6666 -s rr -p` keeps each client's two
+/// connections on one real server (one fwmark template per client); without
+/// -p they rotate. A mark without a `-f` service leaves its traffic to the
+/// address service, and bad or overlapping rules change nothing.
+#[test]
+fn fwmark_service_keeps_http_and_https_of_a_client_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = plane_daemon(dir.path(), &[]);
+    let (http, https, other) = (
+        common::free_port(),
+        common::free_port(),
+        common::free_port(),
+    );
+    let reals = fwmark_reals(3, &[http, https]);
+    let ports = format!("{http},{https}");
+    ok(&d, &["--marks", "add", "6666", "tcp", "127.0.0.1", &ports]);
+    ok(&d, &["-A", "-f", "6666", "-s", "rr", "-p"]);
+    for r in &reals {
+        ok(&d, &["-a", "-f", "6666", "-r", r, "-m"]);
+    }
+    wait_listening(&d, "TCP", vip(http));
+    wait_listening(&d, "TCP", vip(https));
+    let listing = out(&d, &["-Ln"]);
+    assert!(
+        listing.contains("FWM  6666 rr persistent 360\n"),
+        "{listing}"
+    );
+
+    let mut spread = std::collections::BTreeSet::new();
+    for c in 1..=12u8 {
+        let src = Ipv4Addr::new(127, 0, 12, c);
+        let first = real_of(&dial(src, vip(http)).1, http);
+        for _ in 0..2 {
+            assert_eq!(real_of(&dial(src, vip(https)).1, https), first, "{src}");
+            assert_eq!(real_of(&dial(src, vip(http)).1, http), first, "{src}");
+        }
+        spread.insert(first);
+    }
+    assert_eq!(spread.len(), 3, "rr spreads the clients: {spread:?}");
+    // One template per client, in the kernel's fwmark form: protocol IP, the
+    // mark as the virtual address (6666 = 0.0.26.10), ports 0.
+    let conns = out(&d, &["-Lnc"]);
+    let templates: Vec<&str> = conns
+        .lines()
+        .filter(|l| l.starts_with("IP ") && l.contains(" 0.0.26.10:0 "))
+        .collect();
+    assert_eq!(templates.len(), 12, "{conns}");
+    assert!(templates.iter().any(|l| l.contains(" 127.0.12.7:0 ")));
+
+    // Without persistence the same client rotates over the reals.
+    ok(&d, &["-E", "-f", "6666", "-s", "rr"]);
+    let src = Ipv4Addr::new(127, 0, 13, 1);
+    let picks: Vec<String> = (0..6)
+        .map(|i| {
+            let port = if i % 2 == 0 { http } else { https };
+            real_of(&dial(src, vip(port)).1, port)
+        })
+        .collect();
+    for w in picks.windows(2) {
+        assert_ne!(w[0], w[1], "rr without -p moves on: {picks:?}");
+    }
+    assert_eq!(
+        picks
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        3
+    );
+
+    // A mark no -f service uses: the address service owns the traffic.
+    let plain = Backend::start("plain");
+    ok(
+        &d,
+        &[
+            "--marks",
+            "add",
+            "7",
+            "tcp",
+            "127.0.0.1",
+            &other.to_string(),
+        ],
+    );
+    ok(&d, &["-A", "-t", &vip(other).to_string(), "-s", "rr"]);
+    ok(
+        &d,
+        &["-a", "-t", &vip(other).to_string(), "-r", &plain.rs(), "-m"],
+    );
+    wait_listening(&d, "TCP", vip(other));
+    assert_eq!(dial(Ipv4Addr::new(127, 0, 14, 1), vip(other)).1, "plain");
+
+    // Bad rules are refused with the reason and change nothing.
+    let before = out(&d, &["--marks"]);
+    // Listed canonical (sorted, adjacent ports merged), in the order added.
+    let canonical = |r: String| r.parse::<rvs_core::MarkRule>().unwrap().to_string();
+    assert_eq!(
+        before,
+        format!(
+            "{}\n7 tcp 127.0.0.1/32 {other}\n",
+            canonical(format!("6666 tcp 127.0.0.1 {https},{http}"))
+        )
+    );
+    for (args, why) in [
+        (vec!["1", "tcp", "127.0.0.1", "0"], "port 0"),
+        (vec!["1", "tcp", "127.0.0.1", "90-80"], "inverted"),
+        (vec!["0", "tcp", "127.0.0.1", "80"], "mark 0"),
+        (
+            vec!["1", "tcp", "127.0.0.0/8", &ports],
+            "overlaps rule `6666 tcp 127.0.0.1/32",
+        ),
+    ] {
+        let mut argv = vec!["--marks", "add"];
+        argv.extend(args.iter().copied());
+        let o = d.rvsadm(&argv);
+        assert!(!o.status.success(), "{argv:?} was accepted");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(why), "{argv:?}: {err}");
+    }
+    assert_eq!(out(&d, &["--marks"]), before);
+
+    // The rules are in the crash-safe state: a restart serves them again.
+    d.kill9();
+    let d = plane_daemon(dir.path(), &[]);
+    assert_eq!(out(&d, &["--marks"]), before);
+    wait_listening(&d, "TCP", vip(https));
+    let r = real_of(&dial(Ipv4Addr::new(127, 0, 15, 1), vip(https)).1, https);
+    assert!(r.starts_with('r'), "{r}");
+}

@@ -7,6 +7,7 @@
 //! `-R` applies all lines or none (ipvsadm stops half-way), and names the failing
 //! line; without a daemon it prints one line naming the socket and exits 2.
 
+mod marks;
 mod resolve;
 
 use std::io::{Read, Write};
@@ -305,6 +306,10 @@ fn main() -> ExitCode {
         Personality::Ipvsadm if argv.len() <= 1 => cli.run(Action::ListAll(Format::default())),
         // An rvs extension (ipvsadm has no such option): the VRRP instances.
         Personality::Ipvsadm if argv.get(1).map(String::as_str) == Some("--vrrp") => cli.vrrp(),
+        // An rvs extension: the firewall-mark classifier.
+        Personality::Ipvsadm if argv.get(1).map(String::as_str) == Some("--marks") => {
+            cli.marks(argv.get(2..).unwrap_or_default())
+        }
         Personality::Ipvsadm => {
             let posix = std::env::var_os("POSIXLY_CORRECT").is_some()
                 || std::env::var_os("POSIX_ME_HARDER").is_some();
