@@ -743,6 +743,42 @@ fn ipv6_service() {
     s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     assert!(read_line(&s).starts_with("v6 [::1]:"));
     assert!(out(&d, &["-Lnc"]).contains("[::1]"));
+
+    // An IPv6 fwmark service takes its mark's IPv6 rules (the IPv4 rule of the
+    // same mark belongs to `-f 6666` without -6, which does not exist).
+    let marked = common::free_port();
+    let v4_only = common::free_port();
+    ok(
+        &d,
+        &[
+            "--marks",
+            "add",
+            "6666",
+            "tcp",
+            "::1/128",
+            &marked.to_string(),
+        ],
+    );
+    ok(
+        &d,
+        &[
+            "--marks",
+            "add",
+            "6666",
+            "tcp",
+            "127.0.0.1",
+            &v4_only.to_string(),
+        ],
+    );
+    ok(&d, &["-A", "-f", "6666", "-6", "-s", "rr"]);
+    ok(&d, &["-a", "-f", "6666", "-6", "-r", &rs.to_string(), "-m"]);
+    let m: SocketAddr = format!("[::1]:{marked}").parse().unwrap();
+    wait_listening(&d, "TCP", m);
+    let s = TcpStream::connect(m).unwrap();
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    assert!(read_line(&s).starts_with("v6 [::1]:"));
+    assert!(out(&d, &["-Ln"]).contains("FWM  6666 IPv6 rr\n"));
+    assert!(!plane_status(&d).listeners.iter().any(|l| l.port == v4_only));
 }
 
 /// The retry extension: a refused connect schedules the client again, so with
