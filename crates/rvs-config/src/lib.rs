@@ -1,12 +1,20 @@
 //! keepalived.conf (keepalived 2.x) support for rvs: lexer, parser and typed model,
 //! with keepalived 2.2.7's defaults and a diagnostic wherever `keepalived -t` would
-//! report one (so `Loaded::is_clean` matches `keepalived -t`'s exit status).
+//! report one (so `Loaded::is_clean` matches `keepalived -t`'s exit status on
+//! keepalived's own syntax; the rvs extension block below is reported by
+//! keepalived as unknown and not by rvs).
 //!
 //! Entry points: [`load`] and [`parse_str`]. The model is in [`model`].
+//!
+//! rvs extensions: the `fwmark_classifier` block ([`classifier`]), which
+//! keepalived itself reports as an unknown keyword; and [`iptables`], which
+//! translates iptables' MARK rules into classifier rules.
 
 pub mod checkers;
+pub mod classifier;
 pub mod diagnostics;
 pub mod global;
+pub mod iptables;
 pub mod lexer;
 pub mod lvs;
 pub mod model;
@@ -111,6 +119,7 @@ fn interpret(ctx: &mut Ctx, nodes: &[Node]) -> KeepalivedConfig {
                     config.vrrp_sync_groups.push(sg);
                 }
             }
+            classifier::KEYWORD => classifier::parse_classifier(ctx, node, &mut config.mark_rules),
             "vrrp_script" => {
                 if let Some(script) = vrrp::parse_vrrp_script(ctx, node) {
                     config.vrrp_scripts.push(script);

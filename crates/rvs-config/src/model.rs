@@ -22,6 +22,17 @@ pub struct KeepalivedConfig {
     pub vrrp_instances: Vec<VrrpInstance>,
     pub vrrp_sync_groups: Vec<VrrpSyncGroup>,
     pub vrrp_scripts: Vec<VrrpScript>,
+    /// The rules of the rvs-only `fwmark_classifier` blocks, in file order
+    /// (canonical, no two overlapping).
+    pub mark_rules: Vec<ClassifierRule>,
+}
+
+/// One `rule` line of an rvs `fwmark_classifier` block.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClassifierRule {
+    pub rule: rvs_core::MarkRule,
+    /// Where the `rule` keyword was written.
+    pub span: Span,
 }
 
 #[derive(Clone, Debug, PartialEq, Default)]

@@ -688,3 +688,153 @@ fn config_test_exit_status() {
     assert!(err.contains("bad.conf:5:"), "{err}");
     assert!(err.contains("frobnicate"), "{err}");
 }
+
+/// A server on `addr` that greets every connection with `id\n`.
+fn greeter(addr: SocketAddr, id: &'static str) {
+    let l = TcpListener::bind(addr).unwrap();
+    thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let _ = s.write_all(format!("{id}\n").as_bytes());
+        }
+    });
+}
+
+fn greeting(addr: SocketAddr) -> std::io::Result<String> {
+    let mut s = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+    s.set_read_timeout(Some(IO_TIMEOUT))?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+fn fwmark_conf(port: u16, extra_rule: &str) -> String {
+    format!(
+        "! rvs extension: the classifier in place of iptables' MARK\n\
+         fwmark_classifier {{\n    rule 6666 tcp 127.0.0.1 {port}\n{extra_rule}}}\n\
+         virtual_server fwmark 6666 {{\n  delay_loop 30\n  lb_algo rr\n  lb_kind NAT\n  persistence_timeout 300\n\
+         \x20 real_server 127.0.0.2 {{\n    weight 1\n  }}\n}}\n"
+    )
+}
+
+/// The table's classifier rules, as `GET /v1/table` lists them.
+fn marks(d: &Daemon) -> Vec<String> {
+    let client = rvsd::client::Client::new(d.socket.clone());
+    let table: serde_json::Value = client.get("/v1/table").unwrap().unwrap();
+    table["marks"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|m| {
+                    format!(
+                        "{} {} {} {}",
+                        m["mark"],
+                        m["protocol"].as_str().unwrap(),
+                        m["destination"].as_str().unwrap(),
+                        m["ports"].as_str().unwrap_or("all")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A `fwmark_classifier` block puts its rules in the table with the
+/// `virtual_server fwmark` it feeds (the socket plane then serves the rule's
+/// address and port); a reload with a changed rule replaces it (delete, then
+/// add) and leaves the unchanged ones; a file with a bad rule is refused and
+/// changes nothing.
+#[test]
+fn fwmark_classifier_rules_follow_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p1, p2) = (common::free_port(), common::free_port());
+    greeter(SocketAddr::from(([127, 0, 0, 2], p1)), "one");
+    greeter(SocketAddr::from(([127, 0, 0, 2], p2)), "two");
+    let other = "    rule 7 udp 10.1.0.0/24 5000-5010\n";
+    let conf = write_conf(dir.path(), "keepalived.conf", &fwmark_conf(p1, other));
+    let d = Daemon::start_keepalived(dir.path(), &conf, &[]);
+    assert_eq!(
+        marks(&d),
+        [
+            format!("6666 tcp 127.0.0.1/32 {p1}"),
+            "7 udp 10.1.0.0/24 5000-5010".to_string()
+        ]
+    );
+    let sn = d.sn();
+    assert!(sn.contains("-A -f 6666 -s rr -p 300"), "{sn}");
+    // The mark's rule is what the fwmark service is reached by.
+    let vip1 = SocketAddr::from(([127, 0, 0, 1], p1));
+    assert!(
+        wait_for(10.0, || greeting(vip1).is_ok_and(|g| g == "one\n")).is_some(),
+        "{vip1} never served the fwmark service"
+    );
+
+    std::fs::write(&conf, fwmark_conf(p2, other)).unwrap();
+    let client = rvsd::client::Client::new(d.socket.clone());
+    let report: serde_json::Value = client
+        .post("/v1/reload", &serde_json::json!({}))
+        .unwrap()
+        .unwrap();
+    assert_eq!(report["changes"], 2, "{report}"); // delete the old rule, add the new
+    assert_eq!(
+        marks(&d),
+        [
+            "7 udp 10.1.0.0/24 5000-5010".to_string(),
+            format!("6666 tcp 127.0.0.1/32 {p2}")
+        ]
+    );
+    let vip2 = SocketAddr::from(([127, 0, 0, 1], p2));
+    assert!(
+        wait_for(10.0, || greeting(vip2).is_ok_and(|g| g == "two\n")).is_some(),
+        "{vip2} never served the fwmark service"
+    );
+    assert!(
+        wait_for(10.0, || greeting(vip1).is_err()).is_some(),
+        "{vip1} is still served after its rule left"
+    );
+
+    // An overlapping rule: refused with both lines, nothing changes.
+    let before = marks(&d);
+    std::fs::write(&conf, fwmark_conf(p2, "    rule 8 tcp 127.0.0.0/8 all\n")).unwrap();
+    let err = client
+        .post::<_, serde_json::Value>("/v1/reload", &serde_json::json!({}))
+        .unwrap()
+        .expect_err("an overlapping rule must be refused");
+    assert!(
+        err.message.contains("keepalived.conf:4:")
+            && err.message.contains("overlaps rule `6666 tcp 127.0.0.1/32")
+            && err.message.contains("of line 3"),
+        "{}",
+        err.message
+    );
+    assert_eq!(marks(&d), before);
+}
+
+/// `rvsd -t` knows the rvs-only block: a good one is clean (keepalived -t
+/// would report it as unknown), a bad rule is reported at its line and word.
+#[test]
+fn config_test_knows_the_classifier_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write_conf(dir.path(), "good.conf", &fwmark_conf(8080, ""));
+    let bad = write_conf(
+        dir.path(),
+        "bad.conf",
+        &fwmark_conf(8080, "    rule 7 tcp 10.0.0.1 90-80\n"),
+    );
+    let run = |p: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_rvsd"))
+            .arg("-t")
+            .arg("-f")
+            .arg(p)
+            .output()
+            .unwrap()
+    };
+    let o = run(&good);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let o = run(&bad);
+    assert_ne!(o.status.code(), Some(0), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("bad.conf:4:25: error: fwmark_classifier rule `7 tcp 10.0.0.1 90-80`: port range 90-80 is inverted"),
+        "{err}"
+    );
+}

@@ -5,7 +5,7 @@
 //! Invariants:
 //! - The running table is always `wanted()`: the file's services, each with the
 //!   real servers its health pool lets in (at their effective weights), plus the
-//!   sorry server while quorum is lost. Every change (a health transition, a
+//!   sorry server while quorum is lost, and the file's `fwmark_classifier` rules. Every change (a health transition, a
 //!   reload) moves the table from the last table it converged to to the new one
 //!   by a diff, so unchanged services and servers keep their connections and
 //!   counters.
@@ -142,6 +142,7 @@ impl Keepalived {
     pub fn wanted(&self, timeouts: TimeoutsSpec) -> TableState {
         let mut table = TableState {
             timeouts,
+            marks: self.plan.marks.clone(),
             ..TableState::default()
         };
         if let Some(t) = self.plan.timeouts {

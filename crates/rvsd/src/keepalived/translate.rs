@@ -7,14 +7,15 @@
 //! a `group` expands to one IPVS service per member address (ranges included) and
 //! fwmark, all sharing the block's real servers, as keepalived's ipvswrapper.c does.
 //! Translation never panics on a model the parser produced; what rvs cannot run is
-//! an error naming the block.
+//! an error naming the block. The `fwmark_classifier` rules become the table's
+//! classifier rules (`TableState::marks`) as canonical specs, in file order.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use rvs_api::{
-    ForwardSpec, PersistenceSpec, SchedFlagsSpec, ServerSpec, ServiceRef, ServiceSpec,
-    TimeoutsSpec, TunnelCsumSpec, TunnelSpec, TunnelType,
+    ForwardSpec, MarkRuleSpec, PersistenceSpec, SchedFlagsSpec, ServerSpec, ServiceRef,
+    ServiceSpec, TimeoutsSpec, TunnelCsumSpec, TunnelSpec, TunnelType,
 };
 use rvs_config::model::{
     Checker, CheckerKind, KeepalivedConfig, Method, Protocol, RealServer, Script, TunnelCsum,
@@ -39,6 +40,9 @@ pub struct Plan {
     pub services: Vec<VsPlan>,
     /// The `vrrp_instance` blocks (empty when there are none).
     pub vrrp: super::vrrp_plan::VrrpPlan,
+    /// The rvs `fwmark_classifier` rules, canonical, in file order (the
+    /// parser refused overlapping ones).
+    pub marks: Vec<MarkRuleSpec>,
 }
 
 /// One `virtual_server` block.
@@ -138,10 +142,16 @@ pub fn plan(cfg: &KeepalivedConfig) -> Result<Plan, TranslateError> {
         }
     }
     let vrrp = super::vrrp_plan::plan(cfg)?;
+    let marks = cfg
+        .mark_rules
+        .iter()
+        .map(|r| MarkRuleSpec::of(&r.rule))
+        .collect();
     Ok(Plan {
         timeouts,
         services,
         vrrp,
+        marks,
     })
 }
 
