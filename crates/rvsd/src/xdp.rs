@@ -149,7 +149,6 @@ struct Wanted {
     vip_addrs: HashSet<abi::VipKey>,
     reals: HashMap<u32, abi::Real>,
     hash: Vec<(u32, Vec<u32>)>,
-    marks: HashMap<abi::MarkKey, u32>,
 }
 
 pub struct XdpPlane {
@@ -173,6 +172,11 @@ pub struct XdpPlane {
     counters: DriverCounters,
     /// Rules left out of `rvs_marks` at the last sync.
     marks_not_loaded: Vec<String>,
+    /// What `rvs_marks` holds.
+    written_marks: HashMap<abi::MarkKey, u32>,
+    /// The rules `written_marks` was last fully synced from (`None`: a write
+    /// failed, or never synced); unchanged rules cost no work.
+    synced_rules: Option<Vec<MarkRule>>,
     events: Vec<abi::Event>,
     /// Frames decided in the current batch, sent once the control lock is released.
     outbox: Vec<(u32, Vec<u8>)>,
@@ -402,6 +406,8 @@ impl XdpPlane {
             fnat_pool: opts.fnat_pool.clone(),
             counters: DriverCounters::default(),
             marks_not_loaded: Vec::new(),
+            written_marks: HashMap::new(),
+            synced_rules: None,
             events: Vec::with_capacity(EVENT_BATCH),
             outbox: Vec::with_capacity(EVENT_BATCH),
             view: std::sync::Arc::new(std::sync::Mutex::new(XdpView {
@@ -446,19 +452,8 @@ impl XdpPlane {
                 }
             }
         }
+        self.sync_marks(marks);
         let mut want = Wanted::default();
-        let (mark_entries, left_out) = mark_entries(&marks);
-        want.marks = mark_entries;
-        if left_out != self.marks_not_loaded {
-            for rule in &left_out {
-                tracing::error!(
-                    %rule,
-                    max_entries = abi::MAX_MARK_ENTRIES,
-                    "packet plane: firewall-mark rule does not fit the classifier map; not applied in XDP"
-                );
-            }
-            self.marks_not_loaded = left_out;
-        }
         let mut live: HashSet<DestId> = HashSet::new();
         let mut table_off = 0u32;
         for s in &snap {
@@ -542,7 +537,60 @@ impl XdpPlane {
         self.write(want);
     }
 
-    fn write(&mut self, mut want: Wanted) {
+    /// Brings `rvs_marks` in line with the classifier's rules, writing only
+    /// the differences (deletions first, so that a rule replaced by a neighbour
+    /// never leaves two entries over one packet).
+    fn sync_marks(&mut self, rules: Vec<MarkRule>) {
+        if self.synced_rules.as_ref() == Some(&rules) {
+            return;
+        }
+        let (want, left_out) = mark_entries(&rules);
+        if left_out != self.marks_not_loaded {
+            for rule in &left_out {
+                tracing::error!(
+                    %rule,
+                    max_entries = abi::MAX_MARK_ENTRIES,
+                    "packet plane: firewall-mark rule does not fit the classifier map; not applied in XDP"
+                );
+            }
+            self.marks_not_loaded = left_out;
+        }
+        let mut failed = None;
+        let stale: Vec<abi::MarkKey> = self
+            .written_marks
+            .keys()
+            .filter(|k| !want.contains_key(*k))
+            .copied()
+            .collect();
+        for k in stale {
+            match self.loaded.del_mark(&k) {
+                Ok(()) => {
+                    self.written_marks.remove(&k);
+                }
+                Err(e) => failed = Some(e),
+            }
+        }
+        for (k, m) in &want {
+            if self.written_marks.get(k) != Some(m) {
+                match self.loaded.put_mark(k, *m) {
+                    Ok(()) => {
+                        self.written_marks.insert(*k, *m);
+                    }
+                    Err(e) => failed = Some(e),
+                }
+            }
+        }
+        match failed {
+            None => self.synced_rules = Some(rules),
+            Some(e) => {
+                // Tried again at the next sync.
+                self.synced_rules = None;
+                tracing::error!(error = %e, "packet plane classifier map update");
+            }
+        }
+    }
+
+    fn write(&mut self, want: Wanted) {
         let mut failures = Vec::new();
         for (i, r) in &want.reals {
             if self.written_reals.get(i) != Some(r) {
@@ -599,26 +647,6 @@ impl XdpPlane {
             if !want.vip_addrs.contains(k) {
                 let _ = self.loaded.del_vip_addr(k);
             }
-        }
-        // Classifier entries: deletions first, so that a rule replaced by a
-        // neighbour never leaves two entries over one packet.
-        for k in self.written.marks.keys() {
-            if !want.marks.contains_key(k) {
-                let _ = self.loaded.del_mark(k);
-            }
-        }
-        let mut unwritten = Vec::new();
-        for (k, m) in &want.marks {
-            if self.written.marks.get(k) != Some(m) {
-                if let Err(e) = self.loaded.put_mark(k, *m) {
-                    failures.push(e.to_string());
-                    unwritten.push(*k);
-                }
-            }
-        }
-        // Not recorded as written: the next sync tries them again.
-        for k in unwritten {
-            want.marks.remove(&k);
         }
         for f in failures {
             tracing::error!(error = %f, "packet plane map update");
@@ -989,7 +1017,7 @@ impl XdpPlane {
         v.program = program;
         v.driver = self.counters;
         v.flows = self.flows.len();
-        v.mark_entries = self.written.marks.len();
+        v.mark_entries = self.written_marks.len();
         v.mark_rules_not_loaded = self.marks_not_loaded.clone();
     }
 
@@ -1044,5 +1072,36 @@ impl XdpPlane {
         self.refresh_view();
         // Dropping `self` detaches the program from its interfaces.
         tracing::info!(stats = ?self.stats(), counters = ?self.counters, "packet plane stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(text: &str) -> Option<MarkRule> {
+        text.parse().ok()
+    }
+
+    #[test]
+    fn rules_beyond_the_classifier_map_are_left_out_whole() {
+        let rules: Vec<MarkRule> = [
+            "1 tcp 10.0.0.1 1-65000",
+            "2 tcp 10.0.0.2 80,443",
+            "3 udp 10.0.0.0/24 1-600",
+            "4 tcp 10.0.0.3 all",
+        ]
+        .iter()
+        .filter_map(|t| rule(t))
+        .collect();
+        assert_eq!(rules.len(), 4);
+        let (entries, left_out) = mark_entries(&rules);
+        // 65000 + 2 + 1 fit; the 600 ports of rule 3 would pass 65536.
+        assert_eq!(left_out, ["3 udp 10.0.0.0/24 1-600"]);
+        assert_eq!(entries.len(), 65003);
+        assert_eq!(entries.values().filter(|m| **m == 3).count(), 0);
+        let every =
+            abi::MarkKey::rule(6, "10.0.0.3".parse().unwrap_or(IpAddr::from([0; 4])), 32, 0);
+        assert_eq!(entries.get(&every), Some(&4));
     }
 }
