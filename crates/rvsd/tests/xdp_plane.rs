@@ -1210,6 +1210,11 @@ fn fwmark_service_keeps_a_clients_http_and_https_on_one_real_server() {
         );
     }
 
+    // The VIP is only in a single-host rule of a mark with a service: the
+    // program answers its echo requests as it does a VIP's.
+    let echoed = in_netns(t.client.ns(), || echo(VIP.parse().unwrap()));
+    assert!(echoed, "no echo reply from the VIP\n{}", logs());
+
     // The path: every new connection went up (a persistent service), none was
     // decided in XDP, and the rest of each connection was forwarded by DR.
     std::thread::sleep(Duration::from_millis(1100));
@@ -1222,6 +1227,7 @@ fn fwmark_service_keeps_a_clients_http_and_https_on_one_real_server() {
     assert_eq!(c("xdp_sched"), 0, "{view}");
     assert!(c("fwd_dr") >= 3 * 3 * u64::from(CLIENTS), "{view}");
     assert_eq!(view["driver"]["upcalls_refused"], 0, "{view}");
+    assert!(c("icmp_echo") >= 1, "{view}");
     assert_eq!(
         view["mark_rules_not_loaded"],
         serde_json::json!([]),
