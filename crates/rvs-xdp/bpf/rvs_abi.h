@@ -50,6 +50,15 @@
 #define RVS_HASH_SLOTS (1u << 20)
 #define RVS_MAX_FLOWS (1u << 20)
 #define RVS_MAX_IFACES 64
+#define RVS_MAX_MARK_ENTRIES 65536 /* rvs_marks: one per (rule, port); every-port rules take one */
+
+/* rvs_marks keys: the bits of proto, family and port always take part. */
+#define RVS_MARK_KEY_BITS 32
+/* rvs_vips key of a firewall-mark service: proto 0 (IPPROTO_IP, as the kernel's
+ * fwmark templates), port 0, addr = the mark as a big-endian u32 in the first 4
+ * bytes (the rest zero), family the service's. Address services are TCP/UDP only,
+ * so the two forms never collide. */
+#define RVS_VIP_PROTO_FWMARK 0
 
 /* Upcall and notification records (rvs_events ring buffer). */
 #define RVS_EV_UPCALL 1   /* a packet the core must decide; dropped by XDP, re-sent by userspace */
@@ -111,6 +120,20 @@ struct rvs_vip {
 	__u32 table_off;  /* first slot in rvs_hash */
 	__u32 table_size; /* slots: 2^bits for sh/dh, the prime M for mh */
 	__u32 table_bits; /* sh/dh: bits of hash_32 */
+};
+
+/*
+ * rvs_marks (LPM trie): the firewall-mark classifier. One entry per port of a
+ * rule (port 0 for a rule of every port; a rule never names port 0), prefixlen =
+ * RVS_MARK_KEY_BITS + the rule's address prefix length, addr with its host bits
+ * clear. Value: the mark (__u32, never 0).
+ */
+struct rvs_mark_key {
+	__u32 prefixlen;
+	__u8 proto;
+	__u8 family;
+	__u16 port; /* network order; 0: every port */
+	__u8 addr[16];
 };
 
 struct rvs_real {

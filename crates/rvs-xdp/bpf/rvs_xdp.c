@@ -43,6 +43,14 @@ struct {
 } rvs_vip_addrs SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, RVS_MAX_MARK_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct rvs_mark_key);
+	__type(value, __u32);
+} rvs_marks SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, RVS_MAX_REALS);
 	__type(key, __u32);
@@ -740,14 +748,17 @@ static __always_inline int schedule_new(struct xdp_md *ctx, const struct pkt *p,
 		struct rvs_flow_key rkey;
 		struct rvs_flow out;
 
+		/* IPVS: dest->port ? dest->port : vport (fwmark reals often have port 0). */
+		__u16 dport = real->port ? real->port : p->key.dport;
+
 		in.flags |= RVS_FLOW_F_DNAT;
 		copy_bytes(in.new_daddr, real->addr, 16);
-		in.new_dport = real->port;
+		in.new_dport = dport;
 
 		__builtin_memset(&rkey, 0, sizeof(rkey));
 		copy_bytes(rkey.saddr, real->addr, 16);
 		copy_bytes(rkey.daddr, p->key.saddr, 16);
-		rkey.sport = real->port;
+		rkey.sport = dport;
 		rkey.dport = p->key.sport;
 		rkey.proto = p->proto;
 		rkey.family = p->key.family;
@@ -773,19 +784,53 @@ static __always_inline int schedule_new(struct xdp_md *ctx, const struct pkt *p,
 	return apply_entry(ctx, p, &in, &p->key, v6, stat);
 }
 
+/*
+ * The classifier's mark of a TCP/UDP packet (0: none): rvs_marks at the
+ * destination port, then at port 0 (rules of every port). Rules never overlap,
+ * so at most one of the two can hit; the first that finds an entry decides.
+ */
+static __always_inline __u32 classify(const struct pkt *p, int v6)
+{
+	struct rvs_mark_key mk;
+	__u32 *m;
+
+	__builtin_memset(&mk, 0, sizeof(mk));
+	mk.prefixlen = RVS_MARK_KEY_BITS + (v6 ? 128 : 32);
+	mk.proto = p->proto;
+	mk.family = p->key.family;
+	mk.port = p->key.dport;
+	copy_bytes(mk.addr, p->key.daddr, 16);
+	m = bpf_map_lookup_elem(&rvs_marks, &mk);
+	if (!m) {
+		mk.port = 0;
+		m = bpf_map_lookup_elem(&rvs_marks, &mk);
+	}
+	return m ? *m : 0;
+}
+
 static __always_inline int virtual_service(struct xdp_md *ctx, const struct pkt *p, int v6, __u32 *stat)
 {
 	struct rvs_vip_key vk;
-	struct rvs_vip *v;
+	struct rvs_vip *v = NULL;
 	__u8 fl = p->tcp_flags;
+	__u32 mark = classify(p, v6);
 	int first;
 
 	__builtin_memset(&vk, 0, sizeof(vk));
-	copy_bytes(vk.addr, p->key.daddr, 16);
-	vk.port = p->key.dport;
-	vk.proto = p->proto;
-	vk.family = p->key.family;
-	v = bpf_map_lookup_elem(&rvs_vips, &vk);
+	if (mark) {
+		/* ip_vs_service_find: a firewall-mark service first. */
+		put_be32(vk.addr, mark);
+		vk.proto = RVS_VIP_PROTO_FWMARK;
+		vk.family = p->key.family;
+		v = bpf_map_lookup_elem(&rvs_vips, &vk);
+	}
+	if (!v) {
+		copy_bytes(vk.addr, p->key.daddr, 16);
+		vk.port = p->key.dport;
+		vk.proto = p->proto;
+		vk.family = p->key.family;
+		v = bpf_map_lookup_elem(&rvs_vips, &vk);
+	}
 	if (!v) {
 		*stat = RVS_STAT_PASS_NOT_VIP;
 		return XDP_PASS;

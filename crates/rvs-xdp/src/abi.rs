@@ -38,6 +38,12 @@ pub const MAX_VIPS: u32 = 4096;
 pub const HASH_SLOTS: u32 = 1 << 20;
 pub const MAX_FLOWS: u32 = 1 << 20;
 pub const MAX_IFACES: u32 = 64;
+/// Entries `rvs_marks` holds (one per rule and port; one for an every-port rule).
+pub const MAX_MARK_ENTRIES: u32 = 65536;
+/// Bits of a [`MarkKey`] always compared: proto, family and port.
+pub const MARK_KEY_BITS: u32 = 32;
+/// `proto` of a firewall-mark service's [`VipKey`] (IPPROTO_IP).
+pub const VIP_PROTO_FWMARK: u8 = 0;
 
 pub const EV_UPCALL: u32 = 1;
 pub const EV_NEW: u32 = 2;
@@ -260,6 +266,18 @@ impl VipKey {
             family: family_of(addr),
         }
     }
+    /// The key of a firewall-mark service: the mark as a big-endian u32 in the
+    /// first 4 address bytes, port 0, proto [`VIP_PROTO_FWMARK`].
+    pub fn fwmark(mark: u32, family: u8) -> Self {
+        let mut addr = [0u8; 16];
+        addr[..4].copy_from_slice(&mark.to_be_bytes());
+        VipKey {
+            addr,
+            port_be: 0,
+            proto: VIP_PROTO_FWMARK,
+            family,
+        }
+    }
     pub fn to_bytes(&self) -> [u8; Self::SIZE] {
         let mut b = [0u8; Self::SIZE];
         let mut w = Writer { buf: &mut b, at: 0 };
@@ -315,6 +333,97 @@ impl Vip {
             table_off: r.u32ne(),
             table_size: r.u32ne(),
             table_bits: r.u32ne(),
+        }
+    }
+}
+
+/// `struct rvs_mark_key`: a key of the classifier's LPM trie `rvs_marks`.
+/// The trie compares the first `prefixlen` bits of the 20 bytes after
+/// `prefixlen` (proto, family, port, address).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MarkKey {
+    pub prefixlen: u32,
+    pub proto: u8,
+    pub family: u8,
+    /// Network order; 0 for a rule of every port.
+    pub port_be: u16,
+    pub addr: [u8; 16],
+}
+bytes_impl!(MarkKey, 24);
+
+impl MarkKey {
+    /// Bytes after `prefixlen` (what `aya::maps::lpm_trie::Key` carries).
+    pub const DATA_SIZE: usize = 20;
+
+    /// The entry of a rule's prefix `addr/len` for one port (0: every port).
+    /// `addr` must have its host bits clear (rules are canonical).
+    pub fn rule(proto: u8, addr: IpAddr, len: u8, port: u16) -> Self {
+        MarkKey {
+            prefixlen: MARK_KEY_BITS + u32::from(len),
+            proto,
+            family: family_of(addr),
+            port_be: port.to_be(),
+            addr: addr_bytes(addr),
+        }
+    }
+
+    /// The key the program looks a packet up with: every bit of its family's
+    /// address.
+    pub fn lookup(proto: u8, daddr: IpAddr, port: u16) -> Self {
+        let bits = match daddr {
+            IpAddr::V4(_) => 32,
+            IpAddr::V6(_) => 128,
+        };
+        MarkKey {
+            prefixlen: MARK_KEY_BITS + bits,
+            ..MarkKey::rule(proto, daddr, 0, port)
+        }
+    }
+
+    pub fn data(&self) -> [u8; Self::DATA_SIZE] {
+        let mut b = [0u8; Self::DATA_SIZE];
+        let mut w = Writer { buf: &mut b, at: 0 };
+        w.put(&[self.proto, self.family]);
+        w.put(&self.port_be.to_ne_bytes());
+        w.put(&self.addr);
+        b
+    }
+
+    pub fn from_data(prefixlen: u32, b: &[u8; Self::DATA_SIZE]) -> Self {
+        let mut r = Reader { buf: b, at: 0 };
+        MarkKey {
+            prefixlen,
+            proto: r.u8(),
+            family: r.u8(),
+            port_be: r.u16ne(),
+            addr: r.take(),
+        }
+    }
+
+    pub fn to_bytes(&self) -> [u8; Self::SIZE] {
+        let mut b = [0u8; Self::SIZE];
+        b[..4].copy_from_slice(&self.prefixlen.to_ne_bytes());
+        b[4..].copy_from_slice(&self.data());
+        b
+    }
+
+    /// Whether this entry matches the lookup key `k` as the kernel's LPM trie
+    /// decides it: its prefix is no longer than `k`'s and its first `prefixlen`
+    /// data bits equal `k`'s.
+    pub fn covers(&self, k: &MarkKey) -> bool {
+        let bits = self.prefixlen as usize;
+        if self.prefixlen > k.prefixlen || bits > Self::DATA_SIZE * 8 {
+            return false;
+        }
+        let (a, b) = (self.data(), k.data());
+        let whole = bits / 8;
+        if a[..whole] != b[..whole] {
+            return false;
+        }
+        let rest = bits % 8;
+        rest == 0 || {
+            let mask = 0xFFu8 << (8 - rest);
+            a[whole] & mask == b[whole] & mask
         }
     }
 }
@@ -606,5 +715,47 @@ mod tests {
             gue_sport_span: 16384,
         };
         assert_eq!(Config::from_bytes(&c.to_bytes()), c);
+        let m = MarkKey::rule(
+            6,
+            "10.0.0.0"
+                .parse()
+                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            24,
+            443,
+        );
+        assert_eq!(m.prefixlen, 56);
+        let b = m.to_bytes();
+        assert_eq!(b[4..8], [6, FAMILY_V4, 0x01, 0xbb]);
+        assert_eq!(b[8..11], [10, 0, 0]);
+        let mut data = [0u8; MarkKey::DATA_SIZE];
+        data.copy_from_slice(&b[4..]);
+        assert_eq!(MarkKey::from_data(56, &data), m);
+        assert_eq!(
+            VipKey::fwmark(6666, FAMILY_V6).to_bytes()[..4],
+            [0, 0, 0x1a, 0x0a]
+        );
+    }
+
+    #[test]
+    fn mark_keys_cover_as_the_lpm_trie_does() {
+        let a = |s: &str| {
+            s.parse::<IpAddr>()
+                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+        };
+        let rule = MarkKey::rule(6, a("10.0.0.0"), 23, 80);
+        assert!(rule.covers(&MarkKey::lookup(6, a("10.0.1.200"), 80)));
+        assert!(!rule.covers(&MarkKey::lookup(6, a("10.0.2.1"), 80)));
+        assert!(!rule.covers(&MarkKey::lookup(6, a("10.0.0.1"), 81)));
+        assert!(!rule.covers(&MarkKey::lookup(17, a("10.0.0.1"), 80)));
+        assert!(!rule.covers(&MarkKey::lookup(6, a("a00::1"), 80)));
+        let host6 = MarkKey::rule(17, a("fd00::10"), 128, 0);
+        assert!(host6.covers(&MarkKey::lookup(17, a("fd00::10"), 0)));
+        assert!(!host6.covers(&MarkKey::lookup(17, a("fd00::11"), 0)));
+        // A longer prefix than the lookup's never matches.
+        let long = MarkKey {
+            prefixlen: 161,
+            ..host6
+        };
+        assert!(!long.covers(&MarkKey::lookup(17, a("fd00::10"), 0)));
     }
 }

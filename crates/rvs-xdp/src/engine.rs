@@ -6,8 +6,9 @@
 //! fields, ICMP handling, guard arithmetic).
 //!
 //! Userspace also uses it: [`parse`] to ask the core about an upcalled frame,
-//! [`entries_for`] to install the same flow entries the program would create, and
-//! [`apply`] to send the upcalled frame on once its entry exists.
+//! [`entries_for`] to install the same flow entries the program would create,
+//! [`apply`] to send the upcalled frame on once its entry exists, and
+//! [`mark_entries`] to turn the core's classifier rules into `rvs_marks` keys.
 //!
 //! Invariants: nothing here panics on any frame or table content (every read of
 //! frame bytes is bounds-checked); a `Pass`, `Drop` or `Upcall` output carries the
@@ -21,7 +22,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use rvs_core::sched::hash::{fold_addr, hash_32, hsiphash_u32};
 use rvs_core::sched::{mh, sh};
 
-use crate::abi::{self, addr_bytes, Config, Event, Flow, FlowKey, Real, Stat, Vip, VipKey};
+use rvs_core::MarkRule;
+
+use crate::abi::{
+    self, addr_bytes, Config, Event, Flow, FlowKey, MarkKey, Real, Stat, Vip, VipKey,
+};
 
 const ETH_HLEN: usize = 14;
 const ETH_ADDR_LEN: usize = 6;
@@ -75,6 +80,8 @@ pub struct Tables {
     pub vips: HashMap<abi::VipKey, abi::Vip>,
     /// Addresses that answer echo requests (`port_be` 0, `proto` 0).
     pub vip_addrs: HashSet<abi::VipKey>,
+    /// The classifier (`rvs_marks`, an LPM trie): entry -> mark.
+    pub marks: HashMap<abi::MarkKey, u32>,
     /// Index -> real (absent = zeroed array slot).
     pub reals: HashMap<u32, abi::Real>,
     /// Slot -> real index (absent = 0, as in a zeroed BPF array).
@@ -609,8 +616,41 @@ pub fn apply(
     apply_parsed(config, real, key, entry, frame, &p, ingress_ifindex).map(|(out, _)| out)
 }
 
+/// The `rvs_marks` entries of one classifier rule: one per port of its ranges,
+/// or a single port-0 entry for a rule of every port.
+pub fn mark_entries(rule: &MarkRule) -> Vec<MarkKey> {
+    let (proto, dest) = (rule.proto().number(), rule.dest());
+    let key = |port| MarkKey::rule(proto, dest.addr(), dest.prefix_len(), port);
+    if rule.all_ports() {
+        vec![key(0)]
+    } else {
+        rule.each_port().map(key).collect()
+    }
+}
+
+/// The longest-prefix match of `rvs_marks` for the lookup key `k`, as the
+/// kernel's LPM trie finds it.
+pub fn lookup_mark(marks: &HashMap<MarkKey, u32>, k: &MarkKey) -> Option<u32> {
+    marks
+        .iter()
+        .filter(|(e, _)| e.covers(k))
+        .max_by_key(|(e, _)| e.prefixlen)
+        .map(|(_, m)| *m)
+}
+
+/// The classifier's mark of a TCP/UDP packet (0: none), as the program looks it
+/// up: at the destination port, then at port 0; the first entry found decides.
+pub fn classify(tables: &Tables, p: &Parsed) -> u32 {
+    [p.dport, 0]
+        .into_iter()
+        .find_map(|port| lookup_mark(&tables.marks, &MarkKey::lookup(p.proto, p.daddr, port)))
+        .unwrap_or(0)
+}
+
 /// The entries the program creates for a scheduling decision: the in entry, and
 /// for NAT the reply entry (FullNAT's reply entry and its `F_SNAT` are userspace's).
+/// The NAT destination port is the real's, or the packet's when the real's is 0
+/// (IPVS: `dest->port ? dest->port : vport`).
 pub fn entries_for(
     parsed: &Parsed,
     real_index: u32,
@@ -632,17 +672,22 @@ pub fn entries_for(
         last_seen_ns: now_ns,
         ..Flow::default()
     };
+    let dport_be = if real.port_be != 0 {
+        real.port_be
+    } else {
+        parsed.dport.to_be()
+    };
     if matches!(real.method, abi::METHOD_NAT | abi::METHOD_FNAT) {
         entry.flags |= abi::FLOW_F_DNAT;
         entry.new_daddr = real.addr;
-        entry.new_dport_be = real.port_be;
+        entry.new_dport_be = dport_be;
     }
     let mut out = vec![(key, entry)];
     if real.method == abi::METHOD_NAT {
         let reply_key = FlowKey {
             saddr: real.addr,
             daddr: addr_bytes(parsed.saddr),
-            sport_be: real.port_be,
+            sport_be: dport_be,
             dport_be: parsed.sport.to_be(),
             proto: parsed.proto,
             family: parsed.family,
@@ -849,7 +894,12 @@ fn service(t: &mut Tables, frame: &[u8], p: &Parsed, ingress: u32, now: u64) -> 
         proto: p.proto,
         family: p.family,
     };
-    let Some(vip) = t.vips.get(&vip_key).copied() else {
+    // ip_vs_service_find: a firewall-mark service of the packet's mark first.
+    let mark = classify(t, p);
+    let fwmark_vip = (mark != 0)
+        .then(|| t.vips.get(&VipKey::fwmark(mark, p.family)))
+        .flatten();
+    let Some(vip) = fwmark_vip.or_else(|| t.vips.get(&vip_key)).copied() else {
         bump(t, Stat::PassNotVip);
         return unchanged(Verdict::Pass, frame);
     };

@@ -11,11 +11,12 @@
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
 
+use aya::maps::lpm_trie::{Key as LpmKey, LpmTrie};
 use aya::maps::{Array, DevMapHash, HashMap, Map, MapData, MapError, PerCpuArray, RingBuf};
 use aya::programs::{ProgramError, TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode};
 use aya::Ebpf;
 
-use crate::abi::{Config, Event, Flow, FlowKey, Real, Stat, Vip, VipKey};
+use crate::abi::{Config, Event, Flow, FlowKey, MarkKey, Real, Stat, Vip, VipKey};
 use crate::error::XdpError;
 
 /// The program's name in the object.
@@ -24,6 +25,7 @@ pub const PROGRAM: &str = "rvs_xdp";
 pub const MAP_CONFIG: &str = "rvs_config";
 pub const MAP_VIPS: &str = "rvs_vips";
 pub const MAP_VIP_ADDRS: &str = "rvs_vip_addrs";
+pub const MAP_MARKS: &str = "rvs_marks";
 pub const MAP_REALS: &str = "rvs_reals";
 pub const MAP_HASH: &str = "rvs_hash";
 pub const MAP_FLOWS: &str = "rvs_flows";
@@ -74,6 +76,7 @@ pub struct Loaded {
     config: Array<MapData, [u8; Config::SIZE]>,
     vips: HashMap<MapData, [u8; VipKey::SIZE], [u8; Vip::SIZE]>,
     vip_addrs: HashMap<MapData, [u8; VipKey::SIZE], u32>,
+    marks: LpmTrie<MapData, [u8; MarkKey::DATA_SIZE], u32>,
     reals: Array<MapData, [u8; Real::SIZE]>,
     hash: Array<MapData, u32>,
     flows: HashMap<MapData, [u8; FlowKey::SIZE], [u8; Flow::SIZE]>,
@@ -161,6 +164,7 @@ impl Loaded {
             config: take_map(&mut ebpf, MAP_CONFIG)?,
             vips: take_map(&mut ebpf, MAP_VIPS)?,
             vip_addrs: take_map(&mut ebpf, MAP_VIP_ADDRS)?,
+            marks: take_map(&mut ebpf, MAP_MARKS)?,
             reals: take_map(&mut ebpf, MAP_REALS)?,
             hash: take_map(&mut ebpf, MAP_HASH)?,
             flows: take_map(&mut ebpf, MAP_FLOWS)?,
@@ -250,6 +254,42 @@ impl Loaded {
     pub fn del_vip_addr(&mut self, k: &VipKey) -> Result<(), XdpError> {
         missing_is_ok(self.vip_addrs.remove(&k.to_bytes()))
             .map_err(map_err(MAP_VIP_ADDRS, "delete"))
+    }
+
+    /// Writes one classifier entry (`rvs_marks`).
+    pub fn put_mark(&mut self, k: &MarkKey, mark: u32) -> Result<(), XdpError> {
+        self.marks
+            .insert(&lpm_key(k), mark, 0)
+            .map_err(map_err(MAP_MARKS, "update"))
+    }
+
+    /// Removes the classifier entry with exactly this key; a missing key is not
+    /// an error.
+    pub fn del_mark(&mut self, k: &MarkKey) -> Result<(), XdpError> {
+        missing_is_ok(self.marks.remove(&lpm_key(k))).map_err(map_err(MAP_MARKS, "delete"))
+    }
+
+    /// The mark the trie gives the lookup key `k` (longest prefix match), as the
+    /// program's lookup would.
+    pub fn lookup_mark(&self, k: &MarkKey) -> Result<Option<u32>, XdpError> {
+        match self.marks.get(&lpm_key(k), 0) {
+            Ok(m) => Ok(Some(m)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(ENOENT) => Ok(None),
+            Err(e) => Err(map_err(MAP_MARKS, "lookup")(e)),
+        }
+    }
+
+    /// Every classifier entry, in the kernel's iteration order.
+    pub fn marks(&self) -> Result<Vec<(MarkKey, u32)>, XdpError> {
+        self.marks
+            .iter()
+            .map(|entry| {
+                entry
+                    .map(|(k, m)| (MarkKey::from_data(k.prefix_len(), &k.data()), m))
+                    .map_err(map_err(MAP_MARKS, "iterate"))
+            })
+            .collect()
     }
 
     /// Writes `rvs_reals[index]`.
@@ -488,6 +528,10 @@ impl Loaded {
             )))?;
         Ok(result.duration)
     }
+}
+
+fn lpm_key(k: &MarkKey) -> LpmKey<[u8; MarkKey::DATA_SIZE]> {
+    LpmKey::new(k.prefixlen, k.data())
 }
 
 /// A `struct xdp_md` for a test run: the whole frame is data, no metadata,

@@ -98,6 +98,9 @@ fn tables(ingress: u32, other: u32) -> Tables {
         .insert(7, real("10.1.0.16", abi::METHOD_FNAT, 0, ingress, 80, true));
     t.reals
         .insert(8, real("fd00:1::11", abi::METHOD_DR, 0, ingress, 80, true));
+    // A NAT real of a firewall-mark service, port 0: the packet's port is kept.
+    t.reals
+        .insert(9, real("fd00:1::16", abi::METHOD_NAT, 0, ingress, 0, true));
     let vip = |t: &mut Tables, addr: &str, port: u16, proto: u8, v: Vip| {
         t.vips.insert(VipKey::new(ip(addr), port, proto), v);
         t.vip_addrs.insert(VipKey::new(ip(addr), 0, 0));
@@ -183,6 +186,91 @@ fn tables(ingress: u32, other: u32) -> Tables {
             table_bits: 4,
         },
     );
+    // Firewall-mark services and the classifier (rules as rvsd writes them).
+    let rule = |t: &mut Tables, text: &str| {
+        let r: rvs_core::MarkRule = text.parse().unwrap();
+        for k in engine::mark_entries(&r) {
+            t.marks.insert(k, r.mark());
+        }
+    };
+    // 6666: a service that wins over the sh address service 10.0.0.20:80.
+    rule(&mut t, "6666 tcp 10.0.0.20 80,443");
+    t.vips.insert(
+        VipKey::fwmark(6666, abi::FAMILY_V4),
+        Vip {
+            svc: 10,
+            ..Vip::default()
+        },
+    );
+    vip(
+        &mut t,
+        "10.0.0.20",
+        80,
+        6,
+        Vip {
+            svc: 11,
+            sched: abi::SCHED_SH,
+            method: abi::METHOD_DR,
+            table_off: 0,
+            table_size: 16,
+            table_bits: 4,
+            ..Vip::default()
+        },
+    );
+    // 7: no fwmark service; 10.0.0.10:8080 has an address service, 8081-8082 none.
+    rule(&mut t, "7 tcp 10.0.0.10 8080-8082");
+    vip(
+        &mut t,
+        "10.0.0.10",
+        8080,
+        6,
+        Vip {
+            svc: 12,
+            ..Vip::default()
+        },
+    );
+    // 8: every UDP port of 10.0.1.0/28, sh over DR reals 0/1 (decided in XDP).
+    rule(&mut t, "8 udp 10.0.1.0/28");
+    t.vips.insert(
+        VipKey::fwmark(8, abi::FAMILY_V4),
+        Vip {
+            svc: 13,
+            sched: abi::SCHED_SH,
+            method: abi::METHOD_DR,
+            table_off: 1000,
+            table_size: 16,
+            table_bits: 4,
+            ..Vip::default()
+        },
+    );
+    // 9: IPv6 port 443 of fd00::20/127, mh over the port-0 NAT real 9.
+    rule(&mut t, "9 tcp fd00::20/127 443");
+    t.vips.insert(
+        VipKey::fwmark(9, abi::FAMILY_V6),
+        Vip {
+            svc: 14,
+            sched: abi::SCHED_MH,
+            method: abi::METHOD_NAT,
+            table_off: 1100,
+            table_size: 13,
+            ..Vip::default()
+        },
+    );
+    // 10: an IPv6 rule whose mark has only an IPv4 service (families differ).
+    rule(&mut t, "10 tcp fd00::30 80");
+    t.vips.insert(
+        VipKey::fwmark(10, abi::FAMILY_V4),
+        Vip {
+            svc: 15,
+            ..Vip::default()
+        },
+    );
+    for s in 0..16u32 {
+        t.hash.insert(1000 + s, s % 2);
+    }
+    for s in 0..13u32 {
+        t.hash.insert(1100 + s, 9);
+    }
     for s in 0..16u32 {
         t.hash.insert(s, s % 2);
         t.hash
@@ -387,6 +475,44 @@ fn crafted() -> Vec<Vec<u8>> {
             &[],
         ));
     }
+    // Firewall marks: the fwmark service wins over 10.0.0.20:80's sh (upcall).
+    for port in [80, 443, 444] {
+        v.push(frame(c, "10.0.0.20", L4::Tcp(5000, port, SYN), &[]));
+    }
+    // Mark 7 has no service: 8080 falls back to its address service, the rest
+    // of the range (and the edges outside it) is not a VIP.
+    for port in [8079, 8080, 8081, 8082, 8083] {
+        v.push(frame(c, "10.0.0.10", L4::Tcp(5001, port, SYN), &[]));
+    }
+    // Every port of 10.0.1.0/28, decided in XDP; 10.0.1.16 is outside.
+    for s in 0..12u16 {
+        v.push(frame(
+            &format!("10.0.3.{s}"),
+            &format!("10.0.1.{}", s + 4),
+            L4::Udp(5100 + s, 1 + s * 997),
+            b"mark 8",
+        ));
+    }
+    v.push(frame(c, "10.0.1.16", L4::Udp(5200, 53), b"outside"));
+    v.push(frame(c, "10.0.1.15", L4::Tcp(5201, 53, SYN), &[])); // tcp: no rule
+                                                                // IPv6: fd00::20 and ::21 (the /127), NAT to the port-0 real keeps 443.
+    for (s, d) in [(0u16, "fd00::20"), (1, "fd00::21"), (2, "fd00::22")] {
+        v.push(frame(
+            &format!("fd00::2:{s:x}"),
+            d,
+            L4::Tcp(5300 + s, 443, SYN),
+            &[],
+        ));
+    }
+    v.push(frame(c6, "fd00::20", L4::Tcp(5303, 80, SYN), &[]));
+    v.push(frame(
+        "fd00::2:0",
+        "fd00::20",
+        L4::Tcp(5300, 443, ACK),
+        &body,
+    )); // now a flow
+    v.push(frame(c6, "fd00::30", L4::Tcp(5304, 80, SYN), &[])); // no v6 service of 10
+    v.push(frame(c, "10.0.0.20", L4::Icmp4(8, 0), b"ping"));
     v.push(frame(c, "10.0.0.11", L4::Tcp(1000, 80, SYN), &[])); // the flow now exists
     v.push(frame(c, "10.0.0.11", L4::Tcp(1000, 80, ACK), &[]));
     // ICMP: echo to a VIP (v4/v6), echo elsewhere, an error quoting a DR flow.
@@ -562,6 +688,32 @@ fn run_in_netns(ns: &str) {
     }
     for (k, f) in &model.flows {
         kernel.put_flow(k, f).unwrap();
+    }
+    for (k, m) in &model.marks {
+        kernel.put_mark(k, *m).unwrap();
+    }
+    let mut kmarks = kernel.marks().unwrap();
+    kmarks.sort_by_key(|(k, _)| k.to_bytes());
+    let mut mmarks: Vec<(abi::MarkKey, u32)> = model.marks.iter().map(|(k, m)| (*k, *m)).collect();
+    mmarks.sort_by_key(|(k, _)| k.to_bytes());
+    assert_eq!(kmarks, mmarks, "rvs_marks holds what was written");
+    // The trie's longest-prefix match equals the engine's.
+    for (proto, addr, port) in [
+        (6, "10.0.0.20", 443),
+        (6, "10.0.0.20", 442),
+        (6, "10.0.0.10", 8082),
+        (17, "10.0.1.7", 0),
+        (17, "10.0.1.7", 9),
+        (17, "10.0.1.17", 0),
+        (6, "fd00::21", 443),
+        (6, "fd00::22", 443),
+    ] {
+        let k = abi::MarkKey::lookup(proto, ip(addr), port);
+        assert_eq!(
+            kernel.lookup_mark(&k).unwrap(),
+            engine::lookup_mark(&model.marks, &k),
+            "{proto} {addr} {port}"
+        );
     }
 
     let mut frames = crafted();

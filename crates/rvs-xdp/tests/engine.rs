@@ -9,7 +9,8 @@ use etherparse::{NetHeaders, PacketHeaders, TransportHeader};
 use proptest::prelude::*;
 use rvs_xdp::abi::{self, addr_bytes, Config, Flow, FlowKey, Real, Stat, Vip, VipKey};
 use rvs_xdp::engine::{
-    apply, entries_for, flow_hash, parse, process, update_checksum, Output, Tables, Verdict,
+    apply, classify, entries_for, flow_hash, mark_entries, parse, process, update_checksum, Output,
+    Tables, Verdict,
 };
 
 const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
@@ -1522,5 +1523,243 @@ proptest! {
             }
             let _ = parse(&frame);
         }
+    }
+}
+
+// ---------------------------------------------------------------- firewall marks
+
+fn mark_rules(rules: &[&str]) -> rvs_core::MarkRules {
+    let mut set = rvs_core::MarkRules::default();
+    for r in rules {
+        set.add(r.parse().unwrap()).unwrap();
+    }
+    set
+}
+
+/// Tables whose classifier holds `rules`, as rvsd writes them.
+fn with_marks(set: &rvs_core::MarkRules) -> Tables {
+    let mut t = Tables {
+        config: config(),
+        ..Tables::default()
+    };
+    for r in set.iter() {
+        for k in mark_entries(r) {
+            assert!(
+                t.marks.insert(k, r.mark()).is_none(),
+                "rules never share a key"
+            );
+        }
+    }
+    t
+}
+
+#[test]
+fn mark_entries_are_one_per_port_or_port_zero_for_every_port() {
+    let ports = |text: &str| -> Vec<(u32, u16)> {
+        let r: rvs_core::MarkRule = text.parse().unwrap();
+        mark_entries(&r)
+            .iter()
+            .map(|k| (k.prefixlen, u16::from_be(k.port_be)))
+            .collect()
+    };
+    assert_eq!(ports("6666 tcp 10.0.0.10 443,80"), [(64, 80), (64, 443)]);
+    assert_eq!(
+        ports("7 udp 10.0.0.0/24 8000-8002"),
+        [(56, 8000), (56, 8001), (56, 8002)]
+    );
+    assert_eq!(ports("8 tcp 2001:db8::/32 all"), [(64, 0)]);
+    assert_eq!(ports("9 sctp ::/0"), [(32, 0)]);
+    let r: rvs_core::MarkRule = "8 tcp 2001:db8::/32".parse().unwrap();
+    let k = mark_entries(&r)[0];
+    assert_eq!((k.proto, k.family), (6, abi::FAMILY_V6));
+    assert_eq!(k.addr, addr_bytes(v6("2001:db8::")));
+}
+
+/// The program's lookup (trie at the port, then at port 0) gives the core's mark
+/// for every packet, whatever the rules' prefixes, ranges and families.
+#[test]
+fn classify_equals_the_core_classifier() {
+    let set = mark_rules(&[
+        "6666 tcp 10.1.0.10 80,443",
+        "7 udp 10.1.0.0/30 5000-5009,5011",
+        "8 tcp 10.1.1.0/24 all",
+        "9 tcp 10.0.0.0/16 22",
+        "10 udp 2001:db8::/126 all",
+        "11 tcp 2001:db8::/64 1-1024",
+        "12 udp 0.0.0.0/0 65535",
+    ]);
+    let t = with_marks(&set);
+    let addrs = [
+        "10.1.0.10",
+        "10.1.0.11",
+        "10.1.0.3",
+        "10.1.0.4",
+        "10.1.1.10",
+        "10.0.5.5",
+        "10.200.0.1",
+        "192.0.2.1",
+        "2001:db8::3",
+        "2001:db8::4",
+        "2001:db8::ffff",
+        "2001:db8:1::1",
+    ];
+    let ports = [
+        1, 22, 79, 80, 81, 443, 1024, 1025, 4999, 5000, 5009, 5010, 5011, 5012, 65535,
+    ];
+    let mut hits = std::collections::BTreeSet::new();
+    for a in addrs {
+        for port in ports {
+            for tcp in [true, false] {
+                let daddr = if a.contains(':') { v6(a) } else { v4(a) };
+                let saddr = if daddr.is_ipv4() {
+                    v4("10.9.0.1")
+                } else {
+                    v6("2001:db8:9::1")
+                };
+                let p = if tcp {
+                    Pkt::tcp(saddr, 40000, daddr, port, SYN)
+                } else {
+                    Pkt::udp(saddr, 40000, daddr, port)
+                };
+                let parsed = parse(&p.frame()).unwrap();
+                let want = set.classify(parsed.proto, daddr, port);
+                assert_eq!(classify(&t, &parsed), want, "{a} {port} tcp={tcp}");
+                hits.insert(want);
+            }
+        }
+    }
+    assert_eq!(
+        hits.into_iter().collect::<Vec<_>>(),
+        [0, 7, 8, 9, 10, 11, 12, 6666],
+        "every rule is hit"
+    );
+}
+
+#[test]
+fn a_fwmark_service_owns_its_packets_before_the_address_service() {
+    let set = mark_rules(&["6666 tcp 10.1.0.10 80,443"]);
+    let mut t = with_marks(&set);
+    t.vips.insert(
+        VipKey::fwmark(6666, abi::FAMILY_V4),
+        Vip {
+            svc: 1,
+            ..Vip::default()
+        },
+    );
+    // The address service 10.1.0.10:80 is sh over a DR real: XDP would decide.
+    t.vips.insert(
+        VipKey::new(v4("10.1.0.10"), 80, 6),
+        Vip {
+            svc: 2,
+            sched: abi::SCHED_SH,
+            table_bits: 4,
+            table_size: 16,
+            ..Vip::default()
+        },
+    );
+    t.reals.insert(0, real(v4("10.2.0.5"), abi::METHOD_DR));
+    let syn = |port| Pkt::tcp(v4("10.0.0.1"), 40000, v4("10.1.0.10"), port, SYN);
+    for port in [80, 443] {
+        let mut t2 = t.clone();
+        assert_eq!(run(&mut t2, &syn(port)).verdict, Verdict::Upcall, "{port}");
+        assert_counted(&t2, &[Stat::Upcall]);
+        assert!(t2.flows.is_empty());
+    }
+    let mut t2 = t.clone();
+    assert_eq!(run(&mut t2, &syn(444)).verdict, Verdict::Pass);
+    assert_counted(&t2, &[Stat::PassNotVip]);
+    // Without the fwmark service the mark falls back to the address service.
+    t.vips.remove(&VipKey::fwmark(6666, abi::FAMILY_V4));
+    let mut t2 = t.clone();
+    assert_eq!(run(&mut t2, &syn(80)).verdict, Verdict::Redirect(OUT_IF));
+    assert_counted(&t2, &[Stat::XdpSched, Stat::FwdDr]);
+    let mut t2 = t.clone();
+    assert_eq!(run(&mut t2, &syn(443)).verdict, Verdict::Pass);
+    assert_counted(&t2, &[Stat::PassNotVip]);
+    // A service of the mark in the other family does not take the packet.
+    t.vips.insert(
+        VipKey::fwmark(6666, abi::FAMILY_V6),
+        Vip {
+            svc: 3,
+            ..Vip::default()
+        },
+    );
+    let mut t2 = t.clone();
+    assert_eq!(run(&mut t2, &syn(443)).verdict, Verdict::Pass);
+}
+
+#[test]
+fn ranges_every_port_rules_and_ipv6_reach_their_fwmark_services() {
+    let set = mark_rules(&["7 udp 10.1.0.0/30 5000-5009", "8 tcp 2001:db8::/126"]);
+    let mut t = with_marks(&set);
+    for (mark, family) in [(7, abi::FAMILY_V4), (8, abi::FAMILY_V6)] {
+        t.vips.insert(VipKey::fwmark(mark, family), Vip::default());
+    }
+    let udp = |d: &str, port| Pkt::udp(v4("10.0.0.1"), 40000, v4(d), port);
+    for (d, port, up) in [
+        ("10.1.0.0", 4999, false),
+        ("10.1.0.0", 5000, true),
+        ("10.1.0.3", 5009, true),
+        ("10.1.0.3", 5010, false),
+        ("10.1.0.4", 5005, false),
+    ] {
+        let mut t2 = t.clone();
+        let v = run(&mut t2, &udp(d, port)).verdict;
+        assert_eq!(v == Verdict::Upcall, up, "{d}:{port} {v:?}");
+    }
+    let tcp6 = |d: &str, port| Pkt::tcp(v6("2001:db8:9::1"), 40000, v6(d), port, SYN);
+    for (d, port, up) in [
+        ("2001:db8::", 1, true),
+        ("2001:db8::3", 65535, true),
+        ("2001:db8::4", 80, false),
+    ] {
+        let mut t2 = t.clone();
+        let v = run(&mut t2, &tcp6(d, port)).verdict;
+        assert_eq!(v == Verdict::Upcall, up, "[{d}]:{port} {v:?}");
+    }
+    // UDP to the IPv6 prefix: the rule is TCP only.
+    let mut t2 = t.clone();
+    let p = Pkt::udp(v6("2001:db8:9::1"), 40000, v6("2001:db8::1"), 53);
+    assert_eq!(run(&mut t2, &p).verdict, Verdict::Pass);
+}
+
+/// A hash-scheduled fwmark service decides in XDP; its NAT real has port 0 (as
+/// fwmark reals usually have), so the packet keeps its destination port both
+/// in the rewrite and in the reply entry's key.
+#[test]
+fn fwmark_mh_over_a_port_zero_nat_real_keeps_the_packet_port() {
+    let set = mark_rules(&["6666 tcp 10.1.0.10 80,443"]);
+    let mut t = with_marks(&set);
+    t.vips.insert(
+        VipKey::fwmark(6666, abi::FAMILY_V4),
+        Vip {
+            sched: abi::SCHED_MH,
+            table_off: 10,
+            table_size: 7,
+            ..Vip::default()
+        },
+    );
+    for s in 10..17 {
+        t.hash.insert(s, 3);
+    }
+    let mut r = real(v4("10.2.0.5"), abi::METHOD_NAT);
+    r.port_be = 0;
+    t.reals.insert(3, r);
+    for port in [80u16, 443] {
+        let mut t2 = t.clone();
+        let p = Pkt::tcp(v4("10.0.0.1"), 40000, v4("10.1.0.10"), port, SYN);
+        let out = run(&mut t2, &p);
+        assert_eq!(out.verdict, Verdict::Redirect(OUT_IF));
+        assert_counted(&t2, &[Stat::XdpSched, Stat::FwdNat]);
+        let h = assert_checksums(&out.frame);
+        match h.transport {
+            Some(TransportHeader::Tcp(tcp)) => assert_eq!(tcp.destination_port, port),
+            other => panic!("{other:?}"),
+        }
+        let in_e = t2.flows[&parse(&p.frame()).unwrap().flow_key()];
+        assert_eq!(u16::from_be(in_e.new_dport_be), port);
+        let reply = t2.flows[&FlowKey::new(v4("10.2.0.5"), port, v4("10.0.0.1"), 40000, 6)];
+        assert_eq!(reply.new_saddr, addr_bytes(v4("10.1.0.10")));
+        assert_eq!(u16::from_be(reply.new_sport_be), port);
     }
 }

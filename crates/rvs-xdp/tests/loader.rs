@@ -9,7 +9,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::thread;
 
-use rvs_xdp::abi::{self, Config, Event, Flow, FlowKey, Real, Stat, Vip, VipKey};
+use rvs_xdp::abi::{self, Config, Event, Flow, FlowKey, MarkKey, Real, Stat, Vip, VipKey};
 use rvs_xdp::{AttachMode, Loaded, XdpError};
 
 const FIXTURE: &[u8] = include_bytes!("fixtures/loader_fixture.o");
@@ -101,6 +101,32 @@ fn maps_round_trip() {
     assert!(loaded.has_vip_addr(&addr_key).unwrap());
     loaded.del_vip_addr(&addr_key).unwrap();
     assert!(!loaded.has_vip_addr(&addr_key).unwrap());
+
+    // The classifier trie: longest prefix wins, exact keys delete.
+    let net = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 0));
+    let wide = MarkKey::rule(6, net, 8, 443);
+    let narrow = MarkKey::rule(6, IpAddr::V4(Ipv4Addr::new(10, 9, 0, 0)), 16, 443);
+    loaded.put_mark(&wide, 7).unwrap();
+    loaded.put_mark(&narrow, 6666).unwrap();
+    let at = |a: [u8; 4], port| MarkKey::lookup(6, IpAddr::V4(Ipv4Addr::from(a)), port);
+    assert_eq!(
+        loaded.lookup_mark(&at([10, 9, 1, 1], 443)).unwrap(),
+        Some(6666)
+    );
+    assert_eq!(
+        loaded.lookup_mark(&at([10, 8, 1, 1], 443)).unwrap(),
+        Some(7)
+    );
+    assert_eq!(loaded.lookup_mark(&at([10, 9, 1, 1], 80)).unwrap(), None);
+    let mut all = loaded.marks().unwrap();
+    all.sort_by_key(|(k, _)| k.prefixlen);
+    assert_eq!(all, [(wide, 7), (narrow, 6666)]);
+    loaded.del_mark(&narrow).unwrap();
+    loaded.del_mark(&narrow).unwrap(); // missing: not an error
+    assert_eq!(
+        loaded.lookup_mark(&at([10, 9, 1, 1], 443)).unwrap(),
+        Some(7)
+    );
 
     let real = Real {
         addr: abi::addr_bytes(IpAddr::V4(Ipv4Addr::new(10, 1, 0, 5))),

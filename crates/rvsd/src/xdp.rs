@@ -8,9 +8,17 @@
 //!   the kernel's routes and neighbours), and sh/dh/mh services copy the core's
 //!   bucket table ([`Director::hash_table`]) into `rvs_hash`, so that XDP can
 //!   decide their new flows bit for bit as the core would.
+//! - **Classifier sync** (with the table): the core's firewall-mark rules
+//!   ([`Director::mark_rules`]) become `rvs_marks` entries (one per port, port 0
+//!   for a rule of every port); firewall-mark services are `rvs_vips` entries
+//!   under [`abi::VipKey::fwmark`]. Rules beyond the map's
+//!   [`abi::MAX_MARK_ENTRIES`] are left out whole, logged and listed in
+//!   `GET /v1/xdp` (`mark_rules_not_loaded`).
 //! - **Upcalls**: a packet the program sent up is parsed by the reference engine,
-//!   decided by `Director::handle_in`, its flow entries installed, and the packet
-//!   rewritten by the same engine and sent out of its egress interface.
+//!   given the classifier's mark ([`Director::classify`], so that the core finds
+//!   the firewall-mark service and makes its templates), decided by
+//!   `Director::handle_in`, its flow entries installed, and the packet rewritten
+//!   by the same engine and sent out of its egress interface.
 //! - **Notifications**: TCP control packets of known flows move the core's state
 //!   (`handle_segment`); flows that XDP created (sh/dh/mh) are confirmed with
 //!   `handle_in`, which creates the core's connection.
@@ -28,8 +36,8 @@ use std::time::Duration;
 
 use nix::poll::{poll, PollFd, PollFlags};
 use rvs_core::{
-    ConnId, ConnKey, Counters, DestId, Director, Forward, InVerdict, Packet, Protocol,
-    SchedulerKind, ServiceKey, TcpFlags, Time, TunnelKind,
+    ConnId, ConnKey, Counters, DestId, Director, Family, Forward, InVerdict, MarkRule, Packet,
+    Protocol, SchedulerKind, ServiceKey, TcpFlags, Time, TunnelKind,
 };
 use rvs_sys::FrameSender;
 use rvs_sys::{missing_capabilities, Capability};
@@ -117,6 +125,11 @@ pub struct XdpView {
     pub program: std::collections::BTreeMap<String, u64>,
     pub driver: DriverCounters,
     pub flows: usize,
+    /// Entries in the classifier map `rvs_marks`.
+    pub mark_entries: usize,
+    /// Classifier rules that did not fit `rvs_marks` (not applied by the
+    /// packet plane), as `rvsadm` writes them.
+    pub mark_rules_not_loaded: Vec<String>,
 }
 
 /// One flow the plane installed, bound to its core connection.
@@ -157,6 +170,13 @@ pub struct XdpPlane {
     fnat_in_use: HashSet<FlowKey>,
     fnat_pool: Vec<IpAddr>,
     counters: DriverCounters,
+    /// Rules left out of `rvs_marks` at the last sync.
+    marks_not_loaded: Vec<String>,
+    /// What `rvs_marks` holds.
+    written_marks: HashMap<abi::MarkKey, u32>,
+    /// The rules `written_marks` was last fully synced from (`None`: a write
+    /// failed, or never synced); unchanged rules cost no work.
+    synced_rules: Option<Vec<MarkRule>>,
     events: Vec<abi::Event>,
     /// Frames decided in the current batch, sent once the control lock is released.
     outbox: Vec<(u32, Vec<u8>)>,
@@ -187,9 +207,11 @@ fn method_of(f: &Forward) -> Option<u8> {
 
 /// What a service looks like to the plane, copied out under the lock.
 struct ServiceSnap {
-    vip: IpAddr,
-    port: u16,
-    proto: u8,
+    /// `rvs_vips` key: the address form, or the firewall-mark form.
+    key: abi::VipKey,
+    /// Addresses that answer echo for it: the VIP; for a fwmark service the
+    /// single-host prefixes of its mark's rules in its family.
+    echo: Vec<IpAddr>,
     svc: u32,
     xdp_sched: Option<(u8, rvs_core::HashTable)>,
     dests: Vec<DestSnap>,
@@ -203,15 +225,43 @@ struct DestSnap {
     usable: bool,
 }
 
-fn snapshot(d: &Director) -> Vec<ServiceSnap> {
+/// What the table sync needs of the core, copied out under the lock.
+struct Snapshot {
+    services: Vec<ServiceSnap>,
+    /// The classifier's rules, in the order they were added.
+    marks: Vec<MarkRule>,
+}
+
+fn family_code(f: Family) -> u8 {
+    match f {
+        Family::V4 => abi::FAMILY_V4,
+        Family::V6 => abi::FAMILY_V6,
+    }
+}
+
+fn snapshot(d: &Director) -> Snapshot {
     let mut out = Vec::new();
     for svc in d.services() {
-        let ServiceKey::Addr { proto, addr, port } = svc.config.key else {
-            continue; // fwmark services: issue 10's classifier
+        let (key, echo) = match svc.config.key {
+            ServiceKey::Addr { proto, addr, port } => {
+                if !matches!(proto, Protocol::Tcp | Protocol::Udp) {
+                    continue;
+                }
+                (abi::VipKey::new(addr, port, proto.number()), vec![addr])
+            }
+            ServiceKey::Fwmark { mark, family } => {
+                // Echo: only rules of one address; a wider prefix may hold
+                // addresses that are not this director's.
+                let hosts = d
+                    .mark_rules()
+                    .of_mark(mark, family)
+                    .map(MarkRule::dest)
+                    .filter(|p| p.size() == 1)
+                    .map(|p| p.addr())
+                    .collect();
+                (abi::VipKey::fwmark(mark, family_code(family)), hosts)
+            }
         };
-        if !matches!(proto, Protocol::Tcp | Protocol::Udp) {
-            continue;
-        }
         let dests: Vec<DestSnap> = d
             .dests_of(svc)
             .map(|x| DestSnap {
@@ -242,15 +292,35 @@ fn snapshot(d: &Director) -> Vec<ServiceSnap> {
             None
         };
         out.push(ServiceSnap {
-            vip: addr,
-            port,
-            proto: proto.number(),
+            key,
+            echo,
             svc: svc.id.0,
             xdp_sched,
             dests,
         });
     }
-    out
+    Snapshot {
+        services: out,
+        marks: d.mark_rules().iter().cloned().collect(),
+    }
+}
+
+/// The `rvs_marks` entries of the rules, in order, as long as they fit
+/// [`abi::MAX_MARK_ENTRIES`]; a rule that does not fit is left out whole and
+/// returned (later, smaller rules may still fit).
+fn mark_entries(rules: &[MarkRule]) -> (HashMap<abi::MarkKey, u32>, Vec<String>) {
+    let mut entries = HashMap::new();
+    let mut left_out = Vec::new();
+    let budget = abi::MAX_MARK_ENTRIES as usize;
+    for rule in rules {
+        let keys = engine::mark_entries(rule);
+        if entries.len() + keys.len() > budget {
+            left_out.push(rule.to_string());
+            continue;
+        }
+        entries.extend(keys.into_iter().map(|k| (k, rule.mark())));
+    }
+    (entries, left_out)
 }
 
 /// The capabilities the plane needs: CAP_NET_ADMIN (attach XDP), CAP_NET_RAW
@@ -335,6 +405,9 @@ impl XdpPlane {
             fnat_in_use: HashSet::new(),
             fnat_pool: opts.fnat_pool.clone(),
             counters: DriverCounters::default(),
+            marks_not_loaded: Vec::new(),
+            written_marks: HashMap::new(),
+            synced_rules: None,
             events: Vec::with_capacity(EVENT_BATCH),
             outbox: Vec::with_capacity(EVENT_BATCH),
             view: std::sync::Arc::new(std::sync::Mutex::new(XdpView {
@@ -359,7 +432,10 @@ impl XdpPlane {
 
     /// Brings the maps in line with the core's table.
     pub async fn sync_table(&mut self, shared: &Shared) {
-        let snap = snapshot(lock(shared).director());
+        let Snapshot {
+            services: snap,
+            marks,
+        } = snapshot(lock(shared).director());
         // Resolve next hops outside the lock (it may wait for ARP/ND).
         for s in &snap {
             for d in &s.dests {
@@ -376,11 +452,12 @@ impl XdpPlane {
                 }
             }
         }
+        self.sync_marks(marks);
         let mut want = Wanted::default();
         let mut live: HashSet<DestId> = HashSet::new();
         let mut table_off = 0u32;
         for s in &snap {
-            let key = abi::VipKey::new(s.vip, s.port, s.proto);
+            let key = s.key;
             let mut vip = abi::Vip {
                 svc: s.svc,
                 sched: abi::SCHED_UPCALL,
@@ -440,7 +517,9 @@ impl XdpPlane {
                 }
             }
             want.vips.insert(key, vip);
-            want.vip_addrs.insert(abi::VipKey::new(s.vip, 0, 0));
+            for a in &s.echo {
+                want.vip_addrs.insert(abi::VipKey::new(*a, 0, 0));
+            }
         }
         // Destinations gone from the table free their slots.
         let gone: Vec<DestId> = self
@@ -456,6 +535,59 @@ impl XdpPlane {
             }
         }
         self.write(want);
+    }
+
+    /// Brings `rvs_marks` in line with the classifier's rules, writing only
+    /// the differences (deletions first, so that a rule replaced by a neighbour
+    /// never leaves two entries over one packet).
+    fn sync_marks(&mut self, rules: Vec<MarkRule>) {
+        if self.synced_rules.as_ref() == Some(&rules) {
+            return;
+        }
+        let (want, left_out) = mark_entries(&rules);
+        if left_out != self.marks_not_loaded {
+            for rule in &left_out {
+                tracing::error!(
+                    %rule,
+                    max_entries = abi::MAX_MARK_ENTRIES,
+                    "packet plane: firewall-mark rule does not fit the classifier map; not applied in XDP"
+                );
+            }
+            self.marks_not_loaded = left_out;
+        }
+        let mut failed = None;
+        let stale: Vec<abi::MarkKey> = self
+            .written_marks
+            .keys()
+            .filter(|k| !want.contains_key(*k))
+            .copied()
+            .collect();
+        for k in stale {
+            match self.loaded.del_mark(&k) {
+                Ok(()) => {
+                    self.written_marks.remove(&k);
+                }
+                Err(e) => failed = Some(e),
+            }
+        }
+        for (k, m) in &want {
+            if self.written_marks.get(k) != Some(m) {
+                match self.loaded.put_mark(k, *m) {
+                    Ok(()) => {
+                        self.written_marks.insert(*k, *m);
+                    }
+                    Err(e) => failed = Some(e),
+                }
+            }
+        }
+        match failed {
+            None => self.synced_rules = Some(rules),
+            Some(e) => {
+                // Tried again at the next sync.
+                self.synced_rules = None;
+                tracing::error!(error = %e, "packet plane classifier map update");
+            }
+        }
     }
 
     fn write(&mut self, want: Wanted) {
@@ -565,7 +697,8 @@ impl XdpPlane {
             sport: parsed.sport,
             daddr: parsed.daddr,
             dport: parsed.dport,
-            fwmark: 0,
+            // The mark the program classified by (the same rules as the core's).
+            fwmark: d.classify(parsed.proto, parsed.daddr, parsed.dport),
             tcp: TcpFlags {
                 syn: parsed.tcp_flags & 0x02 != 0,
                 fin: parsed.tcp_flags & 0x01 != 0,
@@ -641,10 +774,16 @@ impl XdpPlane {
         let entries = if f.forward == Forward::FullNat {
             self.fullnat_entries(parsed, index, &real, f, ev.ifindex, now_ns)?
         } else {
+            // NAT goes to the core's port (a fwmark service's real may have
+            // port 0, and persistence keeps the packet's port).
+            let to_port = abi::Real {
+                port_be: f.dport.to_be(),
+                ..real
+            };
             engine::entries_for(
                 parsed,
                 index,
-                &real,
+                &to_port,
                 parsed.daddr,
                 parsed.dport,
                 ev.ifindex,
@@ -878,6 +1017,8 @@ impl XdpPlane {
         v.program = program;
         v.driver = self.counters;
         v.flows = self.flows.len();
+        v.mark_entries = self.written_marks.len();
+        v.mark_rules_not_loaded = self.marks_not_loaded.clone();
     }
 
     /// Runs the plane on the calling (blocking) thread until `quit` turns true:
@@ -931,5 +1072,36 @@ impl XdpPlane {
         self.refresh_view();
         // Dropping `self` detaches the program from its interfaces.
         tracing::info!(stats = ?self.stats(), counters = ?self.counters, "packet plane stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(text: &str) -> Option<MarkRule> {
+        text.parse().ok()
+    }
+
+    #[test]
+    fn rules_beyond_the_classifier_map_are_left_out_whole() {
+        let rules: Vec<MarkRule> = [
+            "1 tcp 10.0.0.1 1-65000",
+            "2 tcp 10.0.0.2 80,443",
+            "3 udp 10.0.0.0/24 1-600",
+            "4 tcp 10.0.0.3 all",
+        ]
+        .iter()
+        .filter_map(|t| rule(t))
+        .collect();
+        assert_eq!(rules.len(), 4);
+        let (entries, left_out) = mark_entries(&rules);
+        // 65000 + 2 + 1 fit; the 600 ports of rule 3 would pass 65536.
+        assert_eq!(left_out, ["3 udp 10.0.0.0/24 1-600"]);
+        assert_eq!(entries.len(), 65003);
+        assert_eq!(entries.values().filter(|m| **m == 3).count(), 0);
+        let every =
+            abi::MarkKey::rule(6, "10.0.0.3".parse().unwrap_or(IpAddr::from([0; 4])), 32, 0);
+        assert_eq!(entries.get(&every), Some(&4));
     }
 }

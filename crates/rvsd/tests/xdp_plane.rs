@@ -4,9 +4,9 @@
 //! (10.0.0.100-131/24), the director (10.0.0.1/24 and 10.1.0.1/24 on eth0, the
 //! VIP 10.0.0.10/32, FullNAT's local address 10.1.0.2/24) running
 //! `rvsd --data-plane xdp`, and three real servers (10.1.0.11-13/24) each serving
-//! TCP port 80 (`GET n` answers its name, the peer it saw, then n pattern bytes;
-//! `HOLD` keeps the connection open) and UDP port 5353 (echo prefixed with its
-//! name). Each LVS method sets the real servers up as an operator would:
+//! TCP ports 80 and 443 (`GET n` answers its name, the peer it saw, then n
+//! pattern bytes; `HOLD` keeps the connection open) and UDP port 5353 (echo
+//! prefixed with its name). Each LVS method sets the real servers up as an operator would:
 //!
 //! - DR: VIP on lo, arp_ignore=1/arp_announce=2 (`rvs-realserver dr up`), an
 //!   on-link route to the clients' subnet, so replies go straight to the client.
@@ -39,6 +39,8 @@ const VIP: &str = "10.0.0.10";
 const VIP6: &str = "fd00::10";
 const CLIENT_SOURCES: u8 = 32;
 const REAL_NAMES: [&str; 3] = ["rs1", "rs2", "rs3"];
+/// The TCP ports every real server serves (http and https of the fwmark recipe).
+const TCP_PORTS: [u16; 2] = [80, 443];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Method {
@@ -84,13 +86,13 @@ impl RealServer {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         let (tx, rx) = std::sync::mpsc::channel();
-        {
+        for port in TCP_PORTS {
             let stop = Arc::clone(&stop);
             let name = name.to_string();
             let tx = tx.clone();
             threads.push(spawn_in_netns(node.ns(), move || {
                 // Dual stack: IPv4 clients arrive as mapped addresses.
-                let l = TcpListener::bind("[::]:80").expect("bind :80");
+                let l = TcpListener::bind(format!("[::]:{port}")).expect("bind tcp");
                 l.set_nonblocking(true).unwrap();
                 tx.send(()).unwrap();
                 while !stop.load(Ordering::Relaxed) {
@@ -122,7 +124,7 @@ impl RealServer {
                 }
             }));
         }
-        for _ in 0..1 + udp_binds.len() {
+        for _ in 0..TCP_PORTS.len() + udp_binds.len() {
             rx.recv_timeout(Duration::from_secs(5))
                 .expect("real server ready");
         }
@@ -219,6 +221,13 @@ impl Topology {
     /// fd00::1 and fd01::1, VIP fd00::10, real servers fd01::11..); the services
     /// are added for the family `v6` selects.
     fn build_with(method: Method, sched: &str, extra: &[&str], v6: bool) -> Topology {
+        let mut t = Topology::start(method, extra, v6);
+        t.add_services(sched);
+        t
+    }
+
+    /// The namespaces, real servers and rvsd, without any virtual service.
+    fn start(method: Method, extra: &[&str], v6: bool) -> Topology {
         let lan = Lan::new();
         let client = lan.add_node("client", "10.0.0.100/24");
         let director = lan.add_node("director", "10.0.0.1/24");
@@ -498,7 +507,7 @@ impl Topology {
         }
         args.extend(extra.iter().map(|a| a.to_string()));
         let rvsd = director.spawn(env!("CARGO_BIN_EXE_rvsd"), &args);
-        let mut t = Topology {
+        let t = Topology {
             lan,
             client,
             director,
@@ -516,6 +525,12 @@ impl Topology {
             "rvsd did not start:\n{}",
             t.lan.logs()
         );
+        t
+    }
+
+    /// TCP VIP:80 and UDP VIP:5353 over the three real servers.
+    fn add_services(&mut self, sched: &str) {
+        let (t, method, v6) = (&*self, self.method, self.v6);
         let vip = if v6 {
             format!("[{VIP6}]")
         } else {
@@ -544,15 +559,10 @@ impl Topology {
         }
         // The plane syncs the table every 250 ms and resolves the real servers' MACs.
         std::thread::sleep(Duration::from_millis(1500));
-        if let Some(p) = t.rvsd.as_mut() {
-            assert!(
-                p.is_running(),
-                "rvsd exited:
-{}",
-                t.lan.logs()
-            );
+        let logs = self.lan.logs();
+        if let Some(p) = self.rvsd.as_mut() {
+            assert!(p.is_running(), "rvsd exited:\n{logs}");
         }
-        t
     }
 
     fn rvsadm(&self, args: &[&str]) -> String {
@@ -572,17 +582,44 @@ impl Topology {
 
     /// `GET /v1/xdp` over the admin socket.
     fn xdp_view(&self) -> serde_json::Value {
+        self.http("GET", "/v1/xdp", None)
+    }
+
+    /// One request over the admin socket; the answer's JSON body (a status
+    /// other than 200 fails the test).
+    fn http(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> serde_json::Value {
+        let (ok, text) = self.request(method, path, body);
+        assert!(ok, "{method} {path} {body:?}: {text}");
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {text}"))
+    }
+
+    /// One request over the admin socket: whether the status is 200, and the
+    /// whole answer.
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> (bool, String) {
         let mut s = std::os::unix::net::UnixStream::connect(&self.socket).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
         write!(
             s,
-            "GET /v1/xdp HTTP/1.1\r\nHost: rvsd\r\nConnection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: rvsd\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
         )
         .unwrap();
         let mut text = String::new();
         s.read_to_string(&mut text).unwrap();
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-        serde_json::from_str(body).unwrap_or_else(|e| panic!("/v1/xdp: {e}: {text}"))
+        (text.starts_with("HTTP/1.1 200"), text)
     }
 
     fn director_rx_bytes(&self) -> u64 {
@@ -686,13 +723,29 @@ fn vip_for(source: IpAddr) -> IpAddr {
 
 /// A TCP connection from `source` to the VIP's port 80.
 fn connect(source: IpAddr) -> std::io::Result<TcpStream> {
+    connect_to(source, 80)
+}
+
+/// One TCP exchange from `source` to the VIP's `port`: the name of the real
+/// server that answered.
+fn real_of(source: IpAddr, port: u16) -> std::io::Result<String> {
+    let mut s = connect_to(source, port)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    writeln!(s, "GET 0")?;
+    let mut all = String::new();
+    s.read_to_string(&mut all)?;
+    Ok(all.split(' ').next().unwrap_or("").to_string())
+}
+
+/// A TCP connection from `source` to the VIP's `port`.
+fn connect_to(source: IpAddr, port: u16) -> std::io::Result<TcpStream> {
     let domain = match source {
         IpAddr::V4(_) => socket2::Domain::IPV4,
         IpAddr::V6(_) => socket2::Domain::IPV6,
     };
     let sock = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
     sock.bind(&SocketAddr::new(source, 0).into())?;
-    let vip = SocketAddr::new(vip_for(source), 80);
+    let vip = SocketAddr::new(vip_for(source), port);
     sock.connect_timeout(&vip.into(), Duration::from_secs(3))?;
     Ok(sock.into())
 }
@@ -1070,4 +1123,128 @@ fn syn_flood_guard_keeps_established_flows_forwarding() {
     assert!(c("upcall") < sent, "not every SYN went up: {view}");
     // DR: only the client's ACKs cross the director.
     assert!(c("fwd_dr") > 50, "{view}");
+}
+
+/// The classic LVS recipe for http and https sticking to one real server
+/// (iptables `MARK --set-mark 6666` on VIP ports 80 and 443, `ipvsadm -A -f 6666
+/// -s rr -p`) with rvs's classifier in place of iptables, in DR mode: the rule
+/// goes in through `POST /v1/commands`, XDP classifies new flows by it, the core
+/// schedules them into the fwmark service and its one template per client
+/// covers both ports. There is no address service at all: only the classifier
+/// leads XDP to the service (a broken lookup leaves both ports to the
+/// director's stack, which has no listener there).
+#[test]
+fn fwmark_service_keeps_a_clients_http_and_https_on_one_real_server() {
+    if !is_root() {
+        eprintln!("SKIP: fwmark_service needs root (network namespaces, XDP)");
+        return;
+    }
+    let t = Topology::start(Method::Dr, &[], false);
+    let rule = serde_json::json!({"commands": [{"op": "add_mark_rule", "rule":
+        {"mark": 6666, "protocol": "tcp", "destination": format!("{VIP}/32"), "ports": "80,443"}}]});
+    t.http("POST", "/v1/commands", Some(&rule));
+    t.rvsadm(&["-A", "-f", "6666", "-s", "rr", "-p", "300"]);
+    for i in 1..=3 {
+        t.rvsadm(&["-a", "-f", "6666", "-r", &format!("10.1.0.1{i}"), "-g"]);
+    }
+    let logs = || {
+        format!(
+            "/v1/xdp: {}\n-Lnc:\n{}\n{}",
+            t.xdp_view(),
+            t.rvsadm(&["-Lnc"]),
+            t.lan.logs()
+        )
+    };
+    // The classifier map holds the rule's two ports once the plane runs and
+    // the table synced (the view refreshes every second).
+    let synced = || {
+        let (ok, text) = t.request("GET", "/v1/xdp", None);
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        ok && serde_json::from_str::<serde_json::Value>(body).is_ok_and(|v| v["mark_entries"] == 2)
+    };
+    assert!(
+        wait_until(Duration::from_secs(8), synced),
+        "rvs_marks never got the rule\n{}",
+        logs()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+
+    // Persistence: each client's http and https reach the same real server.
+    const CLIENTS: u8 = 12;
+    let mut reals_seen = std::collections::BTreeSet::new();
+    for i in 0..CLIENTS {
+        let src = IpAddr::V4(source(i));
+        let (http, https) = in_netns(t.client.ns(), move || {
+            Ok::<_, std::io::Error>((real_of(src, 80)?, real_of(src, 443)?))
+        })
+        .unwrap_or_else(|e| panic!("from {src}: {e}\n{}", logs()));
+        assert!(http.starts_with("rs"), "{src}: {http}");
+        assert_eq!(http, https, "{src}: http and https on one real server");
+        // Again, in the other order: the template still holds.
+        let again = in_netns(t.client.ns(), move || real_of(src, 443)).unwrap();
+        assert_eq!(again, http, "{src}: the template holds");
+        reals_seen.insert(http);
+    }
+    assert_eq!(
+        reals_seen.len(),
+        3,
+        "rr spreads the clients: {reals_seen:?}"
+    );
+
+    // -Lnc: one fwmark template per client (protocol IP, the mark as the
+    // virtual address 0.0.26.10 and port 0) and the connections on both ports.
+    let lnc = t.rvsadm(&["-Lnc"]);
+    let templates = lnc
+        .lines()
+        .filter(|l| l.starts_with("IP") && l.contains("0.0.26.10:0"))
+        .count();
+    assert_eq!(templates, usize::from(CLIENTS), "fwmark templates:\n{lnc}");
+    for port in [80, 443] {
+        let conns = lnc
+            .lines()
+            .filter(|l| l.starts_with("TCP") && l.contains(&format!("{VIP}:{port} ")))
+            .count();
+        assert!(
+            conns >= usize::from(CLIENTS),
+            "{port}: {conns} connections\n{lnc}"
+        );
+    }
+
+    // The VIP is only in a single-host rule of a mark with a service: the
+    // program answers its echo requests as it does a VIP's.
+    let echoed = in_netns(t.client.ns(), || echo(VIP.parse().unwrap()));
+    assert!(echoed, "no echo reply from the VIP\n{}", logs());
+
+    // The path: every new connection went up (a persistent service), none was
+    // decided in XDP, and the rest of each connection was forwarded by DR.
+    std::thread::sleep(Duration::from_millis(1100));
+    let view = t.xdp_view();
+    let c = |name: &str| view["program"][name].as_u64().unwrap_or(0);
+    assert!(
+        c("upcall") >= 3 * u64::from(CLIENTS),
+        "new flows go up: {view}"
+    );
+    assert_eq!(c("xdp_sched"), 0, "{view}");
+    assert!(c("fwd_dr") >= 3 * 3 * u64::from(CLIENTS), "{view}");
+    assert_eq!(view["driver"]["upcalls_refused"], 0, "{view}");
+    assert!(c("icmp_echo") >= 1, "{view}");
+    assert_eq!(
+        view["mark_rules_not_loaded"],
+        serde_json::json!([]),
+        "{view}"
+    );
+
+    // Without persistence the same client's connections rotate over the reals.
+    t.rvsadm(&["-E", "-f", "6666", "-s", "rr"]);
+    let src = IpAddr::V4(source(CLIENTS + 1));
+    let mut rotation = Vec::new();
+    for n in 0..6 {
+        let port = TCP_PORTS[n % 2];
+        let name = in_netns(t.client.ns(), move || real_of(src, port))
+            .unwrap_or_else(|e| panic!("without -p, port {port}: {e}\n{}", logs()));
+        rotation.push(name);
+    }
+    let distinct: std::collections::BTreeSet<&String> = rotation.iter().collect();
+    assert_eq!(distinct.len(), 3, "rr without -p rotates: {rotation:?}");
+    assert_ne!(rotation[0], rotation[1], "{rotation:?}");
 }
