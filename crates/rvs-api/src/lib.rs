@@ -433,6 +433,29 @@ pub struct ServerFailuresView {
     pub failures: u64,
 }
 
+/// One entry of `GET /v1/events`: something an operator wants to see happen
+/// (`kind`: server_up, server_down, vrrp, reload, reload_failed, weight).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventView {
+    /// Increases by one per event; ask for `?since=SEQ` to get only newer ones.
+    pub seq: u64,
+    /// Milliseconds since rvsd started.
+    pub at_ms: u64,
+    pub kind: String,
+    pub message: String,
+}
+
+/// Configuration reloads since rvsd started, and how the last one ended.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadsView {
+    pub succeeded: u64,
+    pub failed: u64,
+    /// Whether the last reload succeeded (`None` before any).
+    pub last_ok: Option<bool>,
+    /// Milliseconds since rvsd started, of the last reload.
+    pub last_at_ms: Option<u64>,
+}
+
 /// The body of every error answer: `{"error": {...}}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {

@@ -22,6 +22,7 @@ use rvs_api::{
 use rvs_core::{Counters, Director, DirectorConfig, Protocol, Rates, ServiceKey, Time};
 use rvs_proxy::{ListenerStatus, PlaneState, PlaneTable, ProxyProtocol, Publisher};
 
+use crate::events::{EventKind, EventLog};
 use crate::keepalived::Keepalived;
 use crate::state::{StateError, StateFile, TableState};
 
@@ -71,6 +72,11 @@ pub struct Control {
     vrrp: Option<std::sync::Arc<std::sync::Mutex<rvs_api::VrrpView>>>,
     /// The XDP packet plane's counters, when it runs.
     xdp: Option<std::sync::Arc<std::sync::Mutex<crate::xdp::XdpView>>>,
+    /// Recent events for the dashboard and `GET /v1/events`.
+    events: EventLog,
+    reloads: rvs_api::ReloadsView,
+    /// Each VRRP instance's state as last seen by `tick`, to log failovers.
+    vrrp_seen: HashMap<String, String>,
 }
 
 impl Control {
@@ -100,6 +106,9 @@ impl Control {
             keepalived: None,
             vrrp: None,
             xdp: None,
+            events: EventLog::default(),
+            reloads: rvs_api::ReloadsView::default(),
+            vrrp_seen: HashMap::new(),
         })
     }
 
@@ -210,9 +219,44 @@ impl Control {
                 tracing::error!(error = %e, ?cmd, "live core refused a command the scratch core accepted");
             }
         }
+        self.note_weight_changes(&next, now);
         self.table = next;
         self.publish();
         Ok((commands.len(), None))
+    }
+
+    /// Logs each real server whose configured weight differs between the
+    /// running table and `next` (drains, restores, edits).
+    fn note_weight_changes(&mut self, next: &TableState, now: Time) {
+        for entry in &next.services {
+            let Some(old) = self
+                .table
+                .services
+                .iter()
+                .find(|o| o.spec.service == entry.spec.service)
+            else {
+                continue;
+            };
+            for s in &entry.servers {
+                let before = old
+                    .servers
+                    .iter()
+                    .find(|o| o.address == s.address && o.port == s.port);
+                if let Some(b) = before.filter(|b| b.weight != s.weight) {
+                    let service = crate::keepalived::translate::service_label(&entry.spec.service);
+                    self.events.push(
+                        EventKind::Weight,
+                        format!(
+                            "{service}: real server {} weight {} -> {}",
+                            std::net::SocketAddr::new(s.address, s.port),
+                            b.weight,
+                            s.weight
+                        ),
+                        now,
+                    );
+                }
+            }
+        }
     }
 
     fn persist(&self, next: &TableState) -> Result<(), ApiError> {
@@ -231,6 +275,29 @@ impl Control {
     /// unchanged services and servers keep their connections and counters. A file
     /// that is missing, does not parse or does not apply changes nothing.
     pub fn reload(&mut self) -> Result<ReloadReport, ApiError> {
+        let result = self.reload_inner();
+        let now = self.now();
+        self.reloads.last_at_ms = Some(now.as_millis());
+        self.reloads.last_ok = Some(result.is_ok());
+        match &result {
+            Ok(r) => {
+                self.reloads.succeeded += 1;
+                self.events.push(
+                    EventKind::Reload,
+                    format!("configuration reloaded: {} change(s)", r.changes),
+                    now,
+                );
+            }
+            Err(e) => {
+                self.reloads.failed += 1;
+                self.events
+                    .push(EventKind::ReloadFailed, e.message.clone(), now);
+            }
+        }
+        result
+    }
+
+    fn reload_inner(&mut self) -> Result<ReloadReport, ApiError> {
         if self.keepalived.is_some() {
             return self.reload_keepalived();
         }
@@ -321,8 +388,17 @@ impl Control {
                 self.apply(&changes)?;
             }
         }
+        let now = self.now();
         if let Some(ka) = &mut self.keepalived {
             ka.set_applied(wanted);
+            for (up, what) in ka.health_mut().take_transitions() {
+                let kind = if up {
+                    EventKind::ServerUp
+                } else {
+                    EventKind::ServerDown
+                };
+                self.events.push(kind, what, now);
+            }
         }
         Ok(n)
     }
@@ -374,6 +450,38 @@ impl Control {
     pub fn tick(&mut self) {
         let now = self.now();
         self.plane.tick(&mut self.director, now);
+        self.note_vrrp_changes(now);
+    }
+
+    /// Logs each VRRP instance whose state changed since the last look.
+    fn note_vrrp_changes(&mut self, now: Time) {
+        let Some(view) = self.vrrp_view() else { return };
+        for i in &view.instances {
+            let before = self.vrrp_seen.insert(i.name.clone(), i.state.clone());
+            match before {
+                Some(b) if b != i.state => self.events.push(
+                    EventKind::Vrrp,
+                    format!("VRRP instance {}: {b} -> {}", i.name, i.state),
+                    now,
+                ),
+                None => self.events.push(
+                    EventKind::Vrrp,
+                    format!("VRRP instance {}: {}", i.name, i.state),
+                    now,
+                ),
+                _ => {}
+            }
+        }
+    }
+
+    /// The events newer than `seq`, oldest first.
+    pub fn events_since(&self, seq: u64) -> Vec<rvs_api::EventView> {
+        self.events.since(seq)
+    }
+
+    /// Reloads since start and how the last one ended.
+    pub fn reloads(&self) -> rvs_api::ReloadsView {
+        self.reloads.clone()
     }
 
     /// The table as `ipvsadm -L` shows it.

@@ -71,6 +71,7 @@ pub fn router(shared: Shared) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/table", get(table))
         .route("/v1/marks", get(marks))
+        .route("/v1/events", get(events))
         .route("/v1/connections", get(connections))
         .route("/v1/commands", post(commands))
         .route("/v1/reload", post(reload))
@@ -82,15 +83,35 @@ pub fn router(shared: Shared) -> Router {
         .with_state(shared)
 }
 
-/// The routes behind a bearer token (for TCP listeners).
-pub fn router_with_token(shared: Shared, token: String) -> Router {
+/// The routes behind a bearer token (for TCP listeners). With `open_reads`,
+/// GET and HEAD requests (the dashboard, `/metrics`, every `GET /v1/...`) need
+/// no token; every other request still does.
+pub fn router_with_token(shared: Shared, token: String, open_reads: bool) -> Router {
     router(shared).layer(middleware::from_fn_with_state(
-        Arc::new(token),
+        Arc::new(TokenPolicy { token, open_reads }),
         require_token,
     ))
 }
 
-async fn require_token(State(token): State<Arc<String>>, req: Request, next: Next) -> Response {
+/// Who may do what on a TCP listener.
+struct TokenPolicy {
+    token: String,
+    open_reads: bool,
+}
+
+async fn require_token(
+    State(policy): State<Arc<TokenPolicy>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let read = matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    if policy.open_reads && read {
+        return next.run(req).await;
+    }
+    let token = &policy.token;
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -130,6 +151,22 @@ async fn table(State(shared): State<Shared>) -> Response {
 
 async fn marks(State(shared): State<Shared>) -> Response {
     Json(lock(&shared).mark_rules()).into_response()
+}
+
+/// `GET /v1/events?since=SEQ`.
+#[derive(serde::Deserialize)]
+struct EventsQuery {
+    #[serde(default)]
+    since: u64,
+}
+
+async fn events(
+    State(shared): State<Shared>,
+    query: Result<axum::extract::Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiResponse> {
+    let axum::extract::Query(q) = query
+        .map_err(|e| ApiResponse(ApiError::new(ErrorKind::BadRequest, format!("query: {e}"))))?;
+    Ok(Json(lock(&shared).events_since(q.since)).into_response())
 }
 
 async fn connections(State(shared): State<Shared>) -> Response {

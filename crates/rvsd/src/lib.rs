@@ -6,6 +6,7 @@
 pub mod client;
 pub mod control;
 pub mod demo;
+pub mod events;
 pub mod http;
 pub mod keepalived;
 pub mod paths;

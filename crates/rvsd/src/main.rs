@@ -34,6 +34,9 @@ struct Args {
     /// File whose first line is the bearer token for --listen
     #[arg(long, env = "RVS_TOKEN_FILE")]
     token_file: Option<PathBuf>,
+    /// On the --listen address, let GET requests (the dashboard, /metrics, the API's reads) through without the token; changes still need it
+    #[arg(long, requires = "listen")]
+    open_reads: bool,
     /// Data plane: `socket` serves the virtual services as sockets (no privileges needed), `xdp` forwards packets in the kernel with the LVS methods (DR, TUN, NAT, FullNAT; needs CAP_NET_ADMIN, CAP_NET_RAW and CAP_BPF, and --xdp-iface), `none` only keeps the table
     #[arg(long, value_enum, default_value_t = DataPlane::Socket)]
     data_plane: DataPlane,
@@ -174,6 +177,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
         },
         listen: args.listen,
         token,
+        open_reads: args.open_reads,
         plane: (args.data_plane == DataPlane::Socket).then(|| {
             let d = rvs_proxy::PlaneConfig::default();
             rvs_proxy::PlaneConfig {

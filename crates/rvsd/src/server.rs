@@ -39,6 +39,8 @@ pub struct Options {
     pub keepalived: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
     pub token: Option<String>,
+    /// `--open-reads`: GET/HEAD on the TCP listener need no token.
+    pub open_reads: bool,
     /// The socket data plane's settings; `None` runs no data plane.
     pub plane: Option<PlaneConfig>,
     /// The XDP packet plane's settings (`--data-plane xdp`).
@@ -242,7 +244,7 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), S
     }
     if let Some((listener, token, addr)) = tcp {
         let mut q = quit_rx.clone();
-        let app = http::router_with_token(shared.clone(), token);
+        let app = http::router_with_token(shared.clone(), token, opts.open_reads);
         tracing::info!(%addr, "admin API on TCP (bearer token required)");
         tasks.push(tokio::spawn(async move {
             let _ = axum::serve(listener, app)

@@ -18,21 +18,20 @@ fn table(addr: &str) -> String {
 
 /// rvsd on a private directory with a TCP listener behind the token `s3cret`;
 /// returns the directory (kept alive), the daemon and the listener's address.
-fn daemon_with_token() -> (tempfile::TempDir, Daemon, String) {
+fn daemon_with_token(extra: &[&str]) -> (tempfile::TempDir, Daemon, String) {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "s3cret\n").unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
-    let d = Daemon::start(
-        dir.path(),
-        &["--listen", &addr, "--token-file", token.to_str().unwrap()],
-    );
+    let mut args = vec!["--listen", &addr, "--token-file", token.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let d = Daemon::start(dir.path(), &args);
     (dir, d, addr)
 }
 
 #[test]
 fn tcp_listener_needs_the_token_and_bad_requests_change_nothing() {
-    let (_dir, _d, addr) = daemon_with_token();
+    let (_dir, _d, addr) = daemon_with_token(&[]);
     let empty = table(&addr);
 
     // no token, a wrong one, a prefix of the right one, a longer one: 401, nothing applied
@@ -144,7 +143,7 @@ fn a_second_rvsd_on_the_same_socket_refuses_and_the_socket_is_private() {
 /// bad rule applies none of its rules.
 #[test]
 fn mark_rules_through_the_api() {
-    let (_dir, _d, addr) = daemon_with_token();
+    let (_dir, _d, addr) = daemon_with_token(&[]);
     let post = |body: &str| http_tcp(&addr, "POST", "/v1/commands", Some("s3cret"), body);
     let marks = || {
         let (status, body) = http_tcp(&addr, "GET", "/v1/marks", Some("s3cret"), "");
@@ -200,4 +199,60 @@ fn mark_rules_through_the_api() {
     let (status, _) = post(r#"{"commands":[{"op":"clear_mark_rules"}]}"#);
     assert_eq!(status, 200);
     assert_eq!(marks(), "[]");
+}
+
+/// `--open-reads`: reads need no token, changes still do; a weight change and
+/// a reload show up in `GET /v1/events`, in order, resumable by sequence.
+#[test]
+fn open_reads_and_events() {
+    let (_dir, _d, addr) = daemon_with_token(&["--open-reads"]);
+    let (status, _) = http_tcp(&addr, "GET", "/v1/table", None, "");
+    assert_eq!(status, 200);
+    let (status, _) = http_tcp(&addr, "POST", "/v1/commands", None, ADD);
+    assert_eq!(status, 401);
+    let batch = |op: &str, w: u32| {
+        format!(
+            r#"{{"commands":[{{"op":"{op}","service":{{"protocol":"tcp","address":"10.0.0.1","port":80}},"server":{{"address":"10.0.0.2","port":80,"weight":{w}}}}}]}}"#
+        )
+    };
+    let (status, body) = http_tcp(&addr, "POST", "/v1/commands", Some("s3cret"), ADD);
+    assert_eq!(status, 200, "{body}");
+    for (op, w) in [("add_server", 3), ("edit_server", 0), ("edit_server", 5)] {
+        let (status, body) = http_tcp(&addr, "POST", "/v1/commands", Some("s3cret"), &batch(op, w));
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = http_tcp(&addr, "POST", "/v1/reload", Some("s3cret"), "");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http_tcp(&addr, "GET", "/v1/events", None, "");
+    assert_eq!(status, 200, "{body}");
+    let events: Vec<rvs_api::EventView> = serde_json::from_str(&body).unwrap();
+    let seen: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e.kind.as_str(), e.message.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                "weight",
+                "TCP 10.0.0.1:80: real server 10.0.0.2:80 weight 3 -> 0"
+            ),
+            (
+                "weight",
+                "TCP 10.0.0.1:80: real server 10.0.0.2:80 weight 0 -> 5"
+            ),
+            ("reload", "configuration reloaded: 0 change(s)"),
+        ]
+    );
+    let (_, body) = http_tcp(
+        &addr,
+        "GET",
+        &format!("/v1/events?since={}", events[1].seq),
+        None,
+        "",
+    );
+    let tail: Vec<rvs_api::EventView> = serde_json::from_str(&body).unwrap();
+    assert_eq!(tail, events[2..]);
+    let (status, _) = http_tcp(&addr, "GET", "/v1/events?since=x", None, "");
+    assert_eq!(status, 400);
 }

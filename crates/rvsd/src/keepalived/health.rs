@@ -54,6 +54,8 @@ pub struct Health {
     pools: Vec<PoolRun>,
     generation: u64,
     pending: Vec<PendingScript>,
+    /// Server up/down transitions since the last `take_transitions`: (up, what).
+    transitions: Vec<(bool, String)>,
 }
 
 /// One probe to run.
@@ -116,6 +118,7 @@ impl Health {
             pools: Vec::with_capacity(plan.services.len()),
             generation: old.generation + 1,
             pending: std::mem::take(&mut old.pending),
+            transitions: std::mem::take(&mut old.transitions),
         };
         let mut random = random_draw;
         for vs in &plan.services {
@@ -138,22 +141,29 @@ impl Health {
                 quorum_up: vs.quorum_up.clone(),
                 quorum_down: vs.quorum_down.clone(),
             };
-            Health::note(&mut health.pending, &run, &events);
+            Health::note(&mut health.pending, &mut health.transitions, &run, &events);
             health.pools.push(run);
         }
         for mut gone in old.pools {
             let events = gone.pool.clear(false);
-            Health::note(&mut health.pending, &gone, &events);
+            Health::note(&mut health.pending, &mut health.transitions, &gone, &events);
         }
         health
     }
 
-    /// Logs `events` of `run` and queues their scripts on `pending`.
-    fn note(pending: &mut Vec<PendingScript>, run: &PoolRun, events: &[HealthEvent]) {
+    /// Logs `events` of `run`, queues their scripts on `pending` and the
+    /// server transitions on `transitions`.
+    fn note(
+        pending: &mut Vec<PendingScript>,
+        transitions: &mut Vec<(bool, String)>,
+        run: &PoolRun,
+        events: &[HealthEvent],
+    ) {
         for e in events {
             let (script, why) = match *e {
                 HealthEvent::ServerUp(a) => {
                     tracing::warn!(service = %run.name, server = %a, "real server up: added");
+                    transitions.push((true, format!("{}: real server {a} up", run.name)));
                     let i = run.servers.iter().position(|s| *s == a);
                     (
                         i.and_then(|i| run.notify_up[i].clone()),
@@ -162,6 +172,7 @@ impl Health {
                 }
                 HealthEvent::ServerDown(a) => {
                     tracing::warn!(service = %run.name, server = %a, "real server down: removed");
+                    transitions.push((false, format!("{}: real server {a} down", run.name)));
                     let i = run.servers.iter().position(|s| *s == a);
                     (
                         i.and_then(|i| run.notify_down[i].clone()),
@@ -242,7 +253,7 @@ impl Health {
         match run.pool.handle_outcome(probe.id, outcome, now) {
             Ok(events) if events.is_empty() => false,
             Ok(events) => {
-                Health::note(&mut self.pending, run, &events);
+                Health::note(&mut self.pending, &mut self.transitions, run, &events);
                 true
             }
             Err(e) => {
@@ -250,6 +261,11 @@ impl Health {
                 false
             }
         }
+    }
+
+    /// The server transitions since the last call: (up, what happened).
+    pub fn take_transitions(&mut self) -> Vec<(bool, String)> {
+        std::mem::take(&mut self.transitions)
     }
 
     /// The scripts queued by transitions since the last call.
