@@ -445,6 +445,38 @@ pub struct EventView {
     pub message: String,
 }
 
+/// A health-checked real server (`rvsd -f keepalived.conf`), `GET /v1/health`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthView {
+    /// The `virtual_server` block: `TCP 10.0.0.1:80`, `FWM 6666`, `group NAME`.
+    pub virtual_server: String,
+    /// The services that block puts in the table (several for a group).
+    pub services: Vec<ServiceRef>,
+    pub address: IpAddr,
+    pub port: u16,
+    /// Whether the checkers hold the server up.
+    pub up: bool,
+    /// The weight a checker (MISC_CHECK with weight) set, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+    /// The last probe's result (`None` before the first one finished).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_check: Option<CheckResultView>,
+}
+
+/// One probe's result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckResultView {
+    /// `HTTP_GET`, `TCP_CHECK`, ...
+    pub checker: String,
+    pub ok: bool,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Milliseconds since rvsd started.
+    pub at_ms: u64,
+}
+
 /// Configuration reloads since rvsd started, and how the last one ended.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReloadsView {

@@ -479,6 +479,14 @@ impl Control {
         self.events.since(seq)
     }
 
+    /// The health-checked real servers (empty without `-f keepalived.conf`).
+    pub fn health_views(&self) -> Vec<rvs_api::HealthView> {
+        self.keepalived
+            .as_ref()
+            .map(|ka| ka.health().views())
+            .unwrap_or_default()
+    }
+
     /// Reloads since start and how the last one ended.
     pub fn reloads(&self) -> rvs_api::ReloadsView {
         self.reloads.clone()

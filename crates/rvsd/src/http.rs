@@ -72,6 +72,7 @@ pub fn router(shared: Shared) -> Router {
         .route("/v1/table", get(table))
         .route("/v1/marks", get(marks))
         .route("/v1/events", get(events))
+        .route("/v1/health", get(health))
         .route("/v1/connections", get(connections))
         .route("/v1/commands", post(commands))
         .route("/v1/reload", post(reload))
@@ -151,6 +152,10 @@ async fn table(State(shared): State<Shared>) -> Response {
 
 async fn marks(State(shared): State<Shared>) -> Response {
     Json(lock(&shared).mark_rules()).into_response()
+}
+
+async fn health(State(shared): State<Shared>) -> Response {
+    Json(lock(&shared).health_views()).into_response()
 }
 
 /// `GET /v1/events?since=SEQ`.

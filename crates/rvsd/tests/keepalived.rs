@@ -257,6 +257,12 @@ fn dead_server_leaves_after_its_retries_and_returns() {
         let body = who(vip).expect("no failure once the dead server is out");
         assert_ne!(body, "b");
     }
+    // GET /v1/health: b is down, its last probe failed and says why.
+    let hb = health_of(&d, b.addr);
+    assert!(!hb.up, "{hb:?}");
+    let last = hb.last_check.expect("b was probed");
+    assert_eq!(last.checker, "TCP_CHECK");
+    assert!(!last.ok && last.reason.is_some(), "{last:?}");
 
     b.restore();
     let restored = Instant::now();
@@ -274,6 +280,30 @@ fn dead_server_leaves_after_its_retries_and_returns() {
         back <= Duration::from_millis(2500),
         "came back after {back:?}"
     );
+    let hb = health_of(&d, b.addr);
+    assert!(
+        hb.up && hb.last_check.as_ref().is_some_and(|l| l.ok),
+        "{hb:?}"
+    );
+    // The transitions are events, in order.
+    let c = rvsd::client::Client::new(d.socket.clone());
+    let events: Vec<rvs_api::EventView> = c.get("/v1/events").unwrap().unwrap();
+    let of_b: Vec<&str> = events
+        .iter()
+        .filter(|e| e.message.contains(&b.rs()))
+        .map(|e| e.kind.as_str())
+        .collect();
+    assert_eq!(of_b, ["server_down", "server_up"], "{events:?}");
+}
+
+/// The health-checked server at `addr`, from `GET /v1/health`.
+fn health_of(d: &Daemon, addr: SocketAddr) -> rvs_api::HealthView {
+    let c = rvsd::client::Client::new(d.socket.clone());
+    let all: Vec<rvs_api::HealthView> = c.get("/v1/health").unwrap().unwrap();
+    assert_eq!(all.len(), 3, "{all:?}");
+    all.into_iter()
+        .find(|h| SocketAddr::new(h.address, h.port) == addr)
+        .unwrap()
 }
 
 fn http_conf(vip: SocketAddr, rs: &[(&HttpRs, &str)], extra_vs: &str) -> String {

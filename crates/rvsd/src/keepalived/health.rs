@@ -46,6 +46,11 @@ struct PoolRun {
     notify_down: Vec<Option<Script>>,
     quorum_up: Option<Script>,
     quorum_down: Option<Script>,
+    /// The services the block puts in the table.
+    services: Vec<rvs_api::ServiceRef>,
+    /// Each server's last probe result (kept across reloads for the servers
+    /// that stay).
+    last: std::collections::HashMap<SocketAddr, rvs_api::CheckResultView>,
 }
 
 /// Every pool of the running configuration.
@@ -123,23 +128,30 @@ impl Health {
         let mut random = random_draw;
         for vs in &plan.services {
             let cfg = pool_config(vs);
-            let (pool, events) = match old.pools.iter().position(|p| p.name == vs.name) {
+            let servers: Vec<SocketAddr> = vs.servers.iter().map(|rs| rs.address()).collect();
+            let (pool, events, mut last) = match old.pools.iter().position(|p| p.name == vs.name) {
                 Some(i) => {
                     let mut run = old.pools.swap_remove(i);
                     let events = run.pool.reconfigure(&cfg, now, &mut random);
-                    (run.pool, events)
+                    (run.pool, events, run.last)
                 }
-                None => ServicePool::new(&cfg, now, &mut random),
+                None => {
+                    let (pool, events) = ServicePool::new(&cfg, now, &mut random);
+                    (pool, events, Default::default())
+                }
             };
+            last.retain(|a, _| servers.contains(a));
             let run = PoolRun {
                 name: vs.name.clone(),
                 pool,
                 checkers: vs.servers.iter().map(|rs| rs.checkers.clone()).collect(),
-                servers: vs.servers.iter().map(|rs| rs.address()).collect(),
+                servers,
                 notify_up: vs.servers.iter().map(|rs| rs.notify_up.clone()).collect(),
                 notify_down: vs.servers.iter().map(|rs| rs.notify_down.clone()).collect(),
                 quorum_up: vs.quorum_up.clone(),
                 quorum_down: vs.quorum_down.clone(),
+                services: vs.services.iter().map(|s| s.service.clone()).collect(),
+                last,
             };
             Health::note(&mut health.pending, &mut health.transitions, &run, &events);
             health.pools.push(run);
@@ -250,6 +262,21 @@ impl Health {
         if let Outcome::Fail { reason } = outcome {
             tracing::debug!(service = %run.name, server = ?run.servers.get(probe.id.server), checker = probe.plan.kind, reason, "check failed");
         }
+        if let Some(&server) = run.servers.get(probe.id.server) {
+            let (ok, reason) = match outcome {
+                Outcome::Fail { reason } => (false, Some(reason.to_string())),
+                _ => (true, None),
+            };
+            run.last.insert(
+                server,
+                rvs_api::CheckResultView {
+                    checker: probe.plan.kind.to_string(),
+                    ok,
+                    reason,
+                    at_ms: now.as_millis(),
+                },
+            );
+        }
         match run.pool.handle_outcome(probe.id, outcome, now) {
             Ok(events) if events.is_empty() => false,
             Ok(events) => {
@@ -273,17 +300,21 @@ impl Health {
         std::mem::take(&mut self.pending)
     }
 
-    /// Server states for the API: (service, server, up, weight).
-    pub fn servers(&self) -> Vec<(String, SocketAddr, bool, Option<u32>)> {
+    /// Every checked server's state, for `GET /v1/health`, the dashboard and
+    /// `/metrics`.
+    pub fn views(&self) -> Vec<rvs_api::HealthView> {
         let mut out = Vec::new();
         for p in &self.pools {
             for a in &p.servers {
-                out.push((
-                    p.name.clone(),
-                    *a,
-                    p.pool.is_server_up(*a).unwrap_or(false),
-                    p.pool.server_weight(*a),
-                ));
+                out.push(rvs_api::HealthView {
+                    virtual_server: p.name.clone(),
+                    services: p.services.clone(),
+                    address: a.ip(),
+                    port: a.port(),
+                    up: p.pool.is_server_up(*a).unwrap_or(false),
+                    weight: p.pool.server_weight(*a),
+                    last_check: p.last.get(a).cloned(),
+                });
             }
         }
         out
