@@ -78,6 +78,7 @@ pub fn router(shared: Shared) -> Router {
         .route("/v1/reload", post(reload))
         .route("/v1/vrrp", get(vrrp))
         .route("/v1/xdp", get(xdp))
+        .route("/metrics", get(crate::metrics::handler))
         .fallback(not_found)
         // A whole `ipvsadm -R` of tens of thousands of rules is one request.
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -259,7 +260,7 @@ mod openapi_tests {
         routes.sort();
         let mut documented: Vec<&str> = doc
             .lines()
-            .filter(|l| l.starts_with("  /v1/"))
+            .filter(|l| l.starts_with("  /"))
             .map(|l| l.trim().trim_end_matches(':'))
             .collect();
         documented.sort();

@@ -9,6 +9,7 @@ pub mod demo;
 pub mod events;
 pub mod http;
 pub mod keepalived;
+pub mod metrics;
 pub mod paths;
 pub mod server;
 pub mod state;
