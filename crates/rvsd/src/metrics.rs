@@ -676,9 +676,9 @@ fn vrrp(b: &mut Builder, v: &VrrpView) {
         None,
     );
     for i in &v.instances {
-        let base = labels([("instance", &i.name)]);
+        let base = labels([("vrrp_instance", &i.name)]);
         for s in VRRP_STATES {
-            let l = labels([("instance", &i.name), ("state", s)]);
+            let l = labels([("vrrp_instance", &i.name), ("state", s)]);
             state.get_or_create(&l).set(i64::from(i.state == s));
         }
         priority
@@ -712,7 +712,7 @@ fn vrrp(b: &mut Builder, v: &VrrpView) {
             ("address_list", c.address_list_errors),
             ("delivery", c.delivery_errors),
         ] {
-            let l = labels([("instance", &i.name), ("reason", reason)]);
+            let l = labels([("vrrp_instance", &i.name), ("reason", reason)]);
             dropped.get_or_create(&l).inc_by(value);
         }
     }
@@ -910,7 +910,7 @@ mod tests {
                 has(
                     &text,
                     &format!(
-                        "rvs_vrrp_state{{instance=\"{instance}\",state=\"{s}\"}} {}",
+                        "rvs_vrrp_state{{vrrp_instance=\"{instance}\",state=\"{s}\"}} {}",
                         u8::from(s == current)
                     ),
                 );
@@ -919,15 +919,15 @@ mod tests {
         for line in [
             "rvs_vrrp_group_state{group=\"G1\",state=\"FAULT\"} 1",
             "rvs_vrrp_group_state{group=\"G1\",state=\"MASTER\"} 0",
-            "rvs_vrrp_became_master_total{instance=\"VI_1\"} 2",
-            "rvs_vrrp_released_master_total{instance=\"VI_1\"} 1",
-            "rvs_vrrp_adverts_sent_total{instance=\"VI_1\"} 30",
-            "rvs_vrrp_adverts_received_total{instance=\"VI_1\"} 4",
-            "rvs_vrrp_dropped_adverts_total{instance=\"VI_1\",reason=\"auth_failure\"} 3",
-            "rvs_vrrp_dropped_adverts_total{instance=\"VI_1\",reason=\"ttl\"} 5",
-            "rvs_vrrp_dropped_adverts_total{instance=\"VI_2\",reason=\"ttl\"} 0",
-            "rvs_vrrp_effective_priority{instance=\"VI_1\"} 90",
-            "rvs_vrrp_base_priority{instance=\"VI_1\"} 100",
+            "rvs_vrrp_became_master_total{vrrp_instance=\"VI_1\"} 2",
+            "rvs_vrrp_released_master_total{vrrp_instance=\"VI_1\"} 1",
+            "rvs_vrrp_adverts_sent_total{vrrp_instance=\"VI_1\"} 30",
+            "rvs_vrrp_adverts_received_total{vrrp_instance=\"VI_1\"} 4",
+            "rvs_vrrp_dropped_adverts_total{vrrp_instance=\"VI_1\",reason=\"auth_failure\"} 3",
+            "rvs_vrrp_dropped_adverts_total{vrrp_instance=\"VI_1\",reason=\"ttl\"} 5",
+            "rvs_vrrp_dropped_adverts_total{vrrp_instance=\"VI_2\",reason=\"ttl\"} 0",
+            "rvs_vrrp_effective_priority{vrrp_instance=\"VI_1\"} 90",
+            "rvs_vrrp_base_priority{vrrp_instance=\"VI_1\"} 100",
             "rvs_vrrp_unknown_vrid_packets_total 6",
             "# TYPE rvs_vrrp_became_master counter",
             "# TYPE rvs_vrrp_state gauge",
