@@ -182,7 +182,7 @@ fn stream_sends_snapshots_and_resumes_after_the_last_event() {
 
     let (id2, second) = stream.snapshot();
     let gap = second.at_ms - first.at_ms;
-    assert!((700..=1600).contains(&gap), "snapshots {gap} ms apart");
+    assert!((700..=2500).contains(&gap), "snapshots {gap} ms apart");
     assert!(second.events.is_empty(), "an event was sent twice");
     assert_eq!(id2, id);
 
