@@ -488,6 +488,28 @@ pub struct ReloadsView {
     pub last_at_ms: Option<u64>,
 }
 
+/// One message of `GET /v1/stream` (the dashboard's live feed): the whole
+/// running state as the other read routes show it, and the events newer than
+/// the last one the reader saw.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotView {
+    /// Milliseconds since rvsd started (the clock of `EventView::at_ms`).
+    pub at_ms: u64,
+    /// Whether `POST`s on the listener this stream came from need
+    /// `Authorization: Bearer` (true on `--listen`, false on the Unix socket).
+    pub writes_need_token: bool,
+    pub status: StatusView,
+    pub table: TableView,
+    /// `GET /v1/health` (empty without `rvsd -f keepalived.conf`).
+    pub health: Vec<HealthView>,
+    /// `GET /v1/vrrp`; absent when no VRRP instance runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vrrp: Option<VrrpView>,
+    pub reloads: ReloadsView,
+    /// The events after the reader's last seen sequence number, oldest first.
+    pub events: Vec<EventView>,
+}
+
 /// The body of every error answer: `{"error": {...}}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {

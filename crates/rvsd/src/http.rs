@@ -2,8 +2,10 @@
 //! listeners, and errors as `{"error": {...}}` bodies.
 //!
 //! Invariants: a request that is refused (401, malformed JSON, out-of-range values)
-//! never reaches the control plane; every answer is JSON, errors included.
-//! `docs/openapi.yaml` documents these routes.
+//! never reaches the control plane; every answer is JSON, errors included, but
+//! the dashboard's page, assets and event stream (`/`, `/dashboard/*`,
+//! `/v1/stream`, handled in `dashboard.rs`). `docs/openapi.yaml` documents
+//! these routes.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -18,6 +20,7 @@ use rvs_api::{ApiError, Applied, CommandBatch, ErrorBody, ErrorKind};
 use serde::de::DeserializeOwned;
 
 use crate::control::Control;
+use crate::dashboard;
 
 /// Largest request body accepted (64 MiB, about half a million rules).
 pub const MAX_BODY: usize = 64 << 20;
@@ -79,6 +82,10 @@ pub fn router(shared: Shared) -> Router {
         .route("/v1/vrrp", get(vrrp))
         .route("/v1/xdp", get(xdp))
         .route("/metrics", get(crate::metrics::handler))
+        .route("/v1/stream", get(dashboard::stream))
+        .route("/", get(dashboard::index))
+        .route("/dashboard/app.js", get(dashboard::app_js))
+        .route("/dashboard/app.css", get(dashboard::app_css))
         .fallback(not_found)
         // A whole `ipvsadm -R` of tens of thousands of rules is one request.
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -89,10 +96,12 @@ pub fn router(shared: Shared) -> Router {
 /// GET and HEAD requests (the dashboard, `/metrics`, every `GET /v1/...`) need
 /// no token; every other request still does.
 pub fn router_with_token(shared: Shared, token: String, open_reads: bool) -> Router {
-    router(shared).layer(middleware::from_fn_with_state(
-        Arc::new(TokenPolicy { token, open_reads }),
-        require_token,
-    ))
+    router(shared)
+        .layer(axum::Extension(dashboard::TokenListener))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(TokenPolicy { token, open_reads }),
+            require_token,
+        ))
 }
 
 /// Who may do what on a TCP listener.

@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod control;
+pub mod dashboard;
 pub mod demo;
 pub mod events;
 pub mod http;

@@ -233,7 +233,8 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), S
     let mut tasks = Vec::new();
     {
         let mut q = quit_rx.clone();
-        let app = http::router(shared.clone());
+        let app = http::router(shared.clone())
+            .layer(axum::Extension(crate::dashboard::Quit(quit_rx.clone())));
         tasks.push(tokio::spawn(async move {
             let _ = axum::serve(unix, app)
                 .with_graceful_shutdown(async move {
@@ -244,7 +245,8 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), S
     }
     if let Some((listener, token, addr)) = tcp {
         let mut q = quit_rx.clone();
-        let app = http::router_with_token(shared.clone(), token, opts.open_reads);
+        let app = http::router_with_token(shared.clone(), token, opts.open_reads)
+            .layer(axum::Extension(crate::dashboard::Quit(quit_rx.clone())));
         tracing::info!(%addr, "admin API on TCP (bearer token required)");
         tasks.push(tokio::spawn(async move {
             let _ = axum::serve(listener, app)
