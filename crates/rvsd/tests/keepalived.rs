@@ -140,6 +140,16 @@ fn who(vip: SocketAddr) -> std::io::Result<String> {
         .ok_or_else(|| std::io::Error::other(format!("no HTTP answer: {raw:?}")))
 }
 
+/// `rvsd -t -f conf`: checks a file as `keepalived -t` does.
+fn config_test(conf: &Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_rvsd"))
+        .arg("-t")
+        .arg("-f")
+        .arg(conf)
+        .output()
+        .unwrap()
+}
+
 fn write_conf(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
@@ -702,14 +712,7 @@ fn config_test_exit_status() {
         "bad.conf",
         "virtual_server 10.0.0.1 80 {\n  lb_algo rr\n  lb_kind DR\n  protocol TCP\n  frobnicate 3\n}\n",
     );
-    let run = |p: &Path| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_rvsd"))
-            .arg("-t")
-            .arg("-f")
-            .arg(p)
-            .output()
-            .unwrap()
-    };
+    let run = config_test;
     let o = run(&good);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     let o = run(&bad);
@@ -850,14 +853,7 @@ fn config_test_knows_the_classifier_block() {
         "bad.conf",
         &fwmark_conf(8080, "    rule 7 tcp 10.0.0.1 90-80\n"),
     );
-    let run = |p: &Path| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_rvsd"))
-            .arg("-t")
-            .arg("-f")
-            .arg(p)
-            .output()
-            .unwrap()
-    };
+    let run = config_test;
     let o = run(&good);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     let o = run(&bad);

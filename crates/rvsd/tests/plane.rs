@@ -748,28 +748,12 @@ fn ipv6_service() {
     // same mark belongs to `-f 6666` without -6, which does not exist).
     let marked = common::free_port();
     let v4_only = common::free_port();
-    ok(
-        &d,
-        &[
-            "--marks",
-            "add",
-            "6666",
-            "tcp",
-            "::1/128",
-            &marked.to_string(),
-        ],
-    );
-    ok(
-        &d,
-        &[
-            "--marks",
-            "add",
-            "6666",
-            "tcp",
-            "127.0.0.1",
-            &v4_only.to_string(),
-        ],
-    );
+    for (prefix, port) in [("::1/128", marked), ("127.0.0.1", v4_only)] {
+        ok(
+            &d,
+            &["--marks", "add", "6666", "tcp", prefix, &port.to_string()],
+        );
+    }
     ok(&d, &["-A", "-f", "6666", "-6", "-s", "rr"]);
     ok(&d, &["-a", "-f", "6666", "-6", "-r", &rs.to_string(), "-m"]);
     let m: SocketAddr = format!("[::1]:{marked}").parse().unwrap();

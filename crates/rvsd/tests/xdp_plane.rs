@@ -581,6 +581,17 @@ impl Topology {
     }
 
     /// `GET /v1/xdp` over the admin socket.
+    /// What a failed assertion should show: the plane's counters, the
+    /// connection table and the namespaces' logs.
+    fn logs(&self) -> String {
+        format!(
+            "/v1/xdp: {}\n-Lnc:\n{}\n{}",
+            self.xdp_view(),
+            self.rvsadm(&["-Lnc"]),
+            self.lan.logs()
+        )
+    }
+
     fn xdp_view(&self) -> serde_json::Value {
         self.http("GET", "/v1/xdp", None)
     }
@@ -771,14 +782,7 @@ fn check_family(method: Method, sched: &str, v6: bool) {
     assert_eq!((t.method, t.v6), (method, v6));
     let source = |i: u8| source_of(i, v6);
     let vip = vip_for(source(0));
-    let logs = || {
-        format!(
-            "/v1/xdp: {}\n-Lnc:\n{}\n{}",
-            t.xdp_view(),
-            t.rvsadm(&["-Lnc"]),
-            t.lan.logs()
-        )
-    };
+    let logs = || t.logs();
 
     // Sequential connections from every source address.
     let mut per_real = std::collections::HashMap::<String, usize>::new();
@@ -1147,14 +1151,7 @@ fn fwmark_service_keeps_a_clients_http_and_https_on_one_real_server() {
     for i in 1..=3 {
         t.rvsadm(&["-a", "-f", "6666", "-r", &format!("10.1.0.1{i}"), "-g"]);
     }
-    let logs = || {
-        format!(
-            "/v1/xdp: {}\n-Lnc:\n{}\n{}",
-            t.xdp_view(),
-            t.rvsadm(&["-Lnc"]),
-            t.lan.logs()
-        )
-    };
+    let logs = || t.logs();
     // The classifier map holds the rule's two ports once the plane runs and
     // the table synced (the view refreshes every second).
     let synced = || {
