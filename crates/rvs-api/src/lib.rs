@@ -434,7 +434,7 @@ pub struct ServerFailuresView {
 }
 
 /// One entry of `GET /v1/events`: something an operator wants to see happen
-/// (`kind`: server_up, server_down, vrrp, reload, reload_failed, weight).
+/// (`kind`: server_up, server_down, vrrp, reload, reload_failed, weight, flood_guard).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventView {
     /// Increases by one per event; ask for `?since=SEQ` to get only newer ones.

@@ -77,6 +77,8 @@ pub struct Control {
     reloads: rvs_api::ReloadsView,
     /// Each VRRP instance's state as last seen by `tick`, to log failovers.
     vrrp_seen: HashMap<String, String>,
+    /// Whether the packet plane's flood guard was dropping at the last `tick`.
+    guard_seen: bool,
 }
 
 impl Control {
@@ -109,6 +111,7 @@ impl Control {
             events: EventLog::default(),
             reloads: rvs_api::ReloadsView::default(),
             vrrp_seen: HashMap::new(),
+            guard_seen: false,
         })
     }
 
@@ -451,6 +454,21 @@ impl Control {
         let now = self.now();
         self.plane.tick(&mut self.director, now);
         self.note_vrrp_changes(now);
+        self.note_guard_changes(now);
+    }
+
+    /// Logs the packet plane's flood guard starting and stopping to drop.
+    fn note_guard_changes(&mut self, now: Time) {
+        let active = self.xdp_view().is_some_and(|v| v.guard_active);
+        if active != self.guard_seen {
+            let message = if active {
+                "flood guard: the packet plane drops new flows over the upcall rate"
+            } else {
+                "flood guard: new flows are no longer dropped"
+            };
+            self.events.push(EventKind::FloodGuard, message, now);
+            self.guard_seen = active;
+        }
     }
 
     /// Logs each VRRP instance whose state changed since the last look.

@@ -1,6 +1,7 @@
 //! The recent operator-visible events (a real server going down or up, a VRRP
 //! failover, a reload and its outcome, a weight changed through the API), for
-//! the dashboard and `GET /v1/events`.
+//! the dashboard and `GET /v1/events`; also the packet plane's flood guard
+//! engaging and letting go.
 //!
 //! Invariants: bounded (the oldest event leaves when the log is full); every
 //! event gets the next sequence number, so a reader asking for events after
@@ -24,6 +25,8 @@ pub enum EventKind {
     Vrrp,
     Reload,
     ReloadFailed,
+    /// The packet plane's flood guard started or stopped dropping new flows.
+    FloodGuard,
     /// A real server's configured weight changed (an API drain, restore or
     /// edit, or a health checker's weight).
     Weight,
@@ -38,6 +41,7 @@ impl EventKind {
             EventKind::Reload => "reload",
             EventKind::ReloadFailed => "reload_failed",
             EventKind::Weight => "weight",
+            EventKind::FloodGuard => "flood_guard",
         }
     }
 }

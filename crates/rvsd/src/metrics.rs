@@ -601,6 +601,17 @@ fn xdp(b: &mut Builder, x: &XdpView) {
         "Times a real server's next hop could not be resolved",
         d.unresolved_reals,
     );
+    driver_one(
+        b,
+        "xdp_flood_guard_activations",
+        "Times the flood guard started dropping new flows (after a second without guard drops)",
+        d.guard_activations,
+    );
+    b.gauge(
+        "xdp_flood_guard_active",
+        "1 while the flood guard drops new flows (during the last second)",
+        gauge_value(usize::from(x.guard_active)),
+    );
     let gauge_one = |b: &mut Builder, name: &str, help: &str, v: usize| {
         b.gauge(name, help, gauge_value(v));
     };
@@ -817,6 +828,8 @@ mod tests {
         x.driver.upcalls_refused = 2;
         x.driver.upcalls_passed = 1;
         x.driver.new_mismatch = 4;
+        x.driver.guard_activations = 2;
+        x.guard_active = true;
         x.flows = 12;
         x.interfaces = vec!["veth0".into(), "veth1".into()];
         let text = render(&Snapshot {
@@ -842,6 +855,8 @@ mod tests {
             "rvs_xdp_driver_upcalls_total{verdict=\"refused\"} 2",
             "rvs_xdp_driver_upcalls_total{verdict=\"passed\"} 1",
             "rvs_xdp_driver_new_flow_mismatches_total 4",
+            "rvs_xdp_flood_guard_activations_total 2",
+            "rvs_xdp_flood_guard_active 1",
             "rvs_xdp_flows 12",
             "rvs_xdp_interfaces 2",
             "# TYPE rvs_xdp_dropped_packets counter",

@@ -116,6 +116,9 @@ pub struct DriverCounters {
     pub unknown_flow: u64,
     pub send_errors: u64,
     pub unresolved_reals: u64,
+    /// Times the flood guard started dropping new flows after a second
+    /// without guard drops (seen at the traffic sync, once a second).
+    pub guard_activations: u64,
 }
 
 /// What `GET /v1/xdp` shows: the program's counters (summed over CPUs) and the driver's.
@@ -130,6 +133,8 @@ pub struct XdpView {
     /// Classifier rules that did not fit `rvs_marks` (not applied by the
     /// packet plane), as `rvsadm` writes them.
     pub mark_rules_not_loaded: Vec<String>,
+    /// The flood guard dropped new flows during the last traffic sync period.
+    pub guard_active: bool,
 }
 
 /// One flow the plane installed, bound to its core connection.
@@ -174,6 +179,8 @@ pub struct XdpPlane {
     marks_not_loaded: Vec<String>,
     /// What `rvs_marks` holds.
     written_marks: HashMap<abi::MarkKey, u32>,
+    /// The guard's drop counter at the last view refresh.
+    guard_drops_seen: u64,
     /// The rules `written_marks` was last fully synced from (`None`: a write
     /// failed, or never synced); unchanged rules cost no work.
     synced_rules: Option<Vec<MarkRule>>,
@@ -407,6 +414,7 @@ impl XdpPlane {
             counters: DriverCounters::default(),
             marks_not_loaded: Vec::new(),
             written_marks: HashMap::new(),
+            guard_drops_seen: 0,
             synced_rules: None,
             events: Vec::with_capacity(EVENT_BATCH),
             outbox: Vec::with_capacity(EVENT_BATCH),
@@ -1004,12 +1012,24 @@ impl XdpPlane {
         self.view.clone()
     }
 
-    fn refresh_view(&self) {
-        let program = self
+    fn refresh_view(&mut self) {
+        let program: std::collections::BTreeMap<String, u64> = self
             .stats()
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect();
+        let guard_drops = program.get("drop_guard").copied().unwrap_or(0);
+        let guard_active = guard_drops > self.guard_drops_seen;
+        if let Some(was_active) = self.view.lock().ok().map(|v| v.guard_active) {
+            if guard_active && !was_active {
+                self.counters.guard_activations += 1;
+                tracing::warn!(
+                    dropped = guard_drops - self.guard_drops_seen,
+                    "packet plane: the flood guard is dropping new flows"
+                );
+            }
+        }
+        self.guard_drops_seen = guard_drops;
         let mut v = match self.view.lock() {
             Ok(v) => v,
             Err(poisoned) => poisoned.into_inner(),
@@ -1019,6 +1039,7 @@ impl XdpPlane {
         v.flows = self.flows.len();
         v.mark_entries = self.written_marks.len();
         v.mark_rules_not_loaded = self.marks_not_loaded.clone();
+        v.guard_active = guard_active;
     }
 
     /// Runs the plane on the calling (blocking) thread until `quit` turns true:

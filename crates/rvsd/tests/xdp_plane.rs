@@ -580,7 +580,6 @@ impl Topology {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// `GET /v1/xdp` over the admin socket.
     /// What a failed assertion should show: the plane's counters, the
     /// connection table and the namespaces' logs.
     fn logs(&self) -> String {
@@ -592,6 +591,7 @@ impl Topology {
         )
     }
 
+    /// `GET /v1/xdp` over the admin socket.
     fn xdp_view(&self) -> serde_json::Value {
         self.http("GET", "/v1/xdp", None)
     }
@@ -1127,6 +1127,30 @@ fn syn_flood_guard_keeps_established_flows_forwarding() {
     assert!(c("upcall") < sent, "not every SYN went up: {view}");
     // DR: only the client's ACKs cross the director.
     assert!(c("fwd_dr") > 50, "{view}");
+    // The guard's episode is counted once and shows in the events: engaged
+    // during the flood, released within a few seconds after it.
+    assert!(
+        view["driver"]["guard_activations"].as_u64() >= Some(1),
+        "{view}"
+    );
+    let released = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        let events = t.http("GET", "/v1/events", None);
+        let kinds: Vec<String> = events
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["kind"] == "flood_guard")
+            .filter_map(|e| e["message"].as_str().map(String::from))
+            .collect();
+        kinds.len() >= 2 && kinds[kinds.len() - 1].contains("no longer")
+    });
+    assert!(
+        released,
+        "flood guard events: {}",
+        t.http("GET", "/v1/events", None)
+    );
+    assert_eq!(t.xdp_view()["guard_active"], false);
 }
 
 /// The classic LVS recipe for http and https sticking to one real server
