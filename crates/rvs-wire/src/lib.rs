@@ -8,7 +8,9 @@
 //! - the frames a new VRRP master sends to move a virtual address to its MAC: the
 //!   gratuitous ARP ([`arp`]) and the unsolicited IPv6 Neighbor Advertisement
 //!   ([`ndisc`]), built as keepalived builds them;
-//! - the Internet checksum and pseudo-headers these share ([`checksum`]).
+//! - the Internet checksum and pseudo-headers these share ([`checksum`]);
+//! - the IPVS connection-sync messages, versions 1 and 0 ([`ipvs_sync`]), that directors
+//!   multicast to each other, compatible with the Linux kernel's sync daemon.
 //!
 //! Invariants: everything here is pure (no I/O, no clock, no global state), and no
 //! function panics on any input bytes.
@@ -18,6 +20,7 @@
 pub mod arp;
 pub mod checksum;
 pub mod ipv4;
+pub mod ipvs_sync;
 pub mod ndisc;
 pub mod proxy_protocol;
 pub mod vrrp;
