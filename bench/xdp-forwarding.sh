@@ -24,8 +24,14 @@
 #                against xdp_redirect_peer (DR only: a non-live repeat reruns
 #                the program on its own output, which only DR leaves matching)
 #
+# --split: the generator hands its frames to the other CPU through a cpumap
+#   (xdp_cpu_to_peer sends them out of g0 there), so the director's and the
+#   sink's work runs on that CPU and the generator's on its own: the rates then
+#   measure the director, not the whole pipeline on one CPU. Not for the
+#   wlc_new/mh_new cases (rvsd runs on that CPU).
+#
 # Usage: sudo bench/xdp-forwarding.sh [--seconds S] [--repeat N] [--upcall-rate R]
-#        [--only CASE,...]   (cases: ceiling dr tun nat fnat nft ceiling_new nft_new
+#        [--split] [--only CASE,...]   (cases: ceiling dr tun nat fnat nft ceiling_new nft_new
 #                             wlc_new mh_new cost; default all)
 # Needs root, nft, iproute2, taskset. The generator (and so the softirq work
 # it triggers) is pinned to CPU 1, rvsd to CPU 0. About 1.5 minutes plus the build.
@@ -37,12 +43,14 @@ SECS=3
 REPEAT=1000000
 UPCALL_RATE=0
 ONLY=""
+SPLIT=0
 while [[ $# -gt 0 ]]; do
 	case "$1" in
 	--seconds) SECS="$2"; shift 2 ;;
 	--repeat) REPEAT="$2"; shift 2 ;;
 	--upcall-rate) UPCALL_RATE="$2"; shift 2 ;;
 	--only) ONLY="$2"; shift 2 ;;
+	--split) SPLIT=1; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
 	esac
@@ -108,7 +116,11 @@ run() {
 	local name="$1"; shift
 	want "$name" || return 0
 	local out
-	out=$(taskset -c "$GEN_CPU" "$BENCH" live "${COMMON[@]}" "$@")
+	local via=()
+	if [[ "$SPLIT" == 1 && "$name" != wlc_new && "$name" != mh_new ]]; then
+		via=(--via-cpu "$RVSD_CPU")
+	fi
+	out=$(taskset -c "$GEN_CPU" "$BENCH" live "${COMMON[@]}" "${via[@]}" "$@")
 	LINE[$name]="$out"
 	RATE[$name]=$(sed -n 's/.* received_mpps=\([0-9.]*\).*/\1/p' <<<"$out")
 	SENT[$name]=$(sed -n 's/.* sent_mpps=\([0-9.]*\).*/\1/p' <<<"$out")
@@ -189,7 +201,7 @@ extra() { awk -v a="$1" -v c="$2" 'BEGIN { if (a > 0 && c > 0) printf "%.0f", 10
 kpps() { awk -v a="$1" 'BEGIN { printf "%.0f", a * 1000 }'; }
 
 echo
-echo "# bench/xdp-forwarding.sh, $START, load $LOAD0 -> $LOAD1, ${SECS}s per case"
+echo "# bench/xdp-forwarding.sh, $START, load $LOAD0 -> $LOAD1, ${SECS}s per case$([[ $SPLIT == 1 ]] && echo ", --split: generator on CPU $GEN_CPU, director and sink on CPU $RVSD_CPU")"
 echo "# $(nproc) CPUs, $(uname -r), $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
 echo
 echo "| case | offered Mpps | forwarded Mpps | ns/frame | + ns over ceiling | / ceiling | / nft DNAT |"

@@ -41,7 +41,7 @@ int xdp_redirect_peer(struct xdp_md *ctx)
 #define BENCH_GEN_LEN 64
 struct bench_gen {
 	__u32 vary; /* 1: a new flow per frame (source port and address vary) */
-	__u32 pad;
+	__u32 via_cpu; /* 0: XDP_TX to the peer; N: redirect to CPU N-1 through bench_cpus */
 	__u8 frame[BENCH_GEN_LEN]; /* Ethernet + IPv4 (no options) + TCP, padded */
 };
 
@@ -51,6 +51,17 @@ struct {
 	__type(key, __u32);
 	__type(value, struct bench_gen);
 } bench_gen_frame SEC(".maps");
+
+/* With bench_gen.via_cpu, xdp_gen hands its frames to another CPU, whose
+ * cpumap program xdp_cpu_to_peer sends them out of bench_tx[0] (the
+ * generator's own veth), so the director's receive work runs on that CPU and
+ * not on the generator's. */
+struct {
+	__uint(type, BPF_MAP_TYPE_CPUMAP);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct bpf_cpumap_val);
+} bench_cpus SEC(".maps");
 
 /* xdp_gen: frames made per CPU. xdp_count_drop: frames seen per CPU. */
 struct {
@@ -117,7 +128,15 @@ int xdp_gen(struct xdp_md *ctx)
 		*(__u16 *)(p + BENCH_TCP_CHECK) = check;
 	}
 	*count += 1;
+	if (g->via_cpu)
+		return bpf_redirect_map(&bench_cpus, g->via_cpu - 1, 0);
 	return XDP_TX;
+}
+
+SEC("xdp/cpumap")
+int xdp_cpu_to_peer(struct xdp_md *ctx)
+{
+	return bpf_redirect_map(&bench_tx, 0, 0);
 }
 
 SEC("xdp")

@@ -22,7 +22,7 @@ use std::net::Ipv4Addr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use aya::maps::{Array, DevMapHash, HashMap, MapData, PerCpuArray};
+use aya::maps::{Array, CpuMap, DevMapHash, HashMap, MapData, PerCpuArray};
 use aya::programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode};
 use aya::Ebpf;
 use rvs_xdp::abi::{self, Config, Flow, FlowKey, Real, Stat, Vip, VipKey};
@@ -53,6 +53,8 @@ fn usage() -> &'static str {
   rvs-xdp-bench live --gen-ns NS --dir-ns NS --gen-if IF --dir-if IF \\
       --gen-ifindex N --dir-ifindex N --gen-mac MAC --dir-mac MAC \\
       --director drop|dr|tun|nat|fnat|pass|none --flows one|new [--seconds S] [--batch N]
+      [--via-cpu N]   (frames cross to CPU N through a cpumap before the veth, so the
+                       director and the sink run on CPU N, not on the generator's CPU)
   rvs-xdp-bench cost --dir-ns NS --dir-ifindex N --gen-mac MAC --dir-mac MAC [--repeat N]"
 }
 
@@ -361,6 +363,27 @@ fn live(a: &Args) -> Result<(), Error> {
     sink.load_and_attach("xdp_count_drop", gen_if)?;
     let mut gen = BenchProgs::load()?;
     let frame = client_frame(dir_mac, gen_mac, new_flows);
+    let via_cpu: Option<u32> = a.get("via-cpu").map(str::parse).transpose()?;
+    if let Some(cpu) = via_cpu {
+        // The cpumap program sends the frames out of the generator's veth.
+        {
+            let map = gen
+                .ebpf
+                .map_mut("bench_tx")
+                .ok_or("bench object has no map bench_tx")?;
+            let mut tx: DevMapHash<&mut MapData> = DevMapHash::try_from(map)?;
+            tx.insert(0, gen_ifindex, None, 0)?;
+        }
+        let p = gen.program("xdp_cpu_to_peer")?;
+        p.load()?;
+        let fd = p.fd()?.try_clone()?;
+        let map = gen
+            .ebpf
+            .map_mut("bench_cpus")
+            .ok_or("bench object has no map bench_cpus")?;
+        let mut cpus: CpuMap<&mut MapData> = CpuMap::try_from(map)?;
+        cpus.set(cpu, 2048, Some(&fd), 0)?;
+    }
     {
         let map = gen
             .ebpf
@@ -369,6 +392,7 @@ fn live(a: &Args) -> Result<(), Error> {
         let mut arr: Array<&mut MapData, [u8; GEN_VALUE_LEN]> = Array::try_from(map)?;
         let mut value = [0u8; GEN_VALUE_LEN];
         value[0..4].copy_from_slice(&u32::from(new_flows).to_ne_bytes());
+        value[4..8].copy_from_slice(&via_cpu.map_or(0, |c| c + 1).to_ne_bytes());
         value[8..].copy_from_slice(&frame);
         arr.set(0, value, 0)?;
     }
