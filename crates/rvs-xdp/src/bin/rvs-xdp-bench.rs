@@ -198,6 +198,18 @@ impl BenchProgs {
             .map_err(|e| format!("attaching {name} to {ifname} (native): {e}"))?;
         Ok(())
     }
+    /// Sets `bench_tx[0]`, the interface `xdp_redirect_peer` and
+    /// `xdp_cpu_to_peer` send out of.
+    fn set_tx(&mut self, ifindex: u32) -> Result<(), Error> {
+        let map = self
+            .ebpf
+            .map_mut("bench_tx")
+            .ok_or("bench object has no map bench_tx")?;
+        let mut tx: DevMapHash<&mut MapData> = DevMapHash::try_from(map)?;
+        tx.insert(0, ifindex, None, 0)?;
+        Ok(())
+    }
+
     /// Sum over CPUs of `bench_count[0]`.
     fn count(&self) -> Result<u64, Error> {
         let map = self
@@ -366,14 +378,7 @@ fn live(a: &Args) -> Result<(), Error> {
     let via_cpu: Option<u32> = a.get("via-cpu").map(str::parse).transpose()?;
     if let Some(cpu) = via_cpu {
         // The cpumap program sends the frames out of the generator's veth.
-        {
-            let map = gen
-                .ebpf
-                .map_mut("bench_tx")
-                .ok_or("bench object has no map bench_tx")?;
-            let mut tx: DevMapHash<&mut MapData> = DevMapHash::try_from(map)?;
-            tx.insert(0, gen_ifindex, None, 0)?;
-        }
+        gen.set_tx(gen_ifindex)?;
         let p = gen.program("xdp_cpu_to_peer")?;
         p.load()?;
         let fd = p.fd()?.try_clone()?;
@@ -548,14 +553,7 @@ fn cost(a: &Args) -> Result<(), Error> {
     let frame = client_frame(dir_mac, gen_mac, false);
 
     let mut base = BenchProgs::load()?;
-    {
-        let map = base
-            .ebpf
-            .map_mut("bench_tx")
-            .ok_or("bench object has no map bench_tx")?;
-        let mut tx: DevMapHash<&mut MapData> = DevMapHash::try_from(map)?;
-        tx.insert(0, dir_ifindex, None, 0)?;
-    }
+    base.set_tx(dir_ifindex)?;
     let p = base.program("xdp_redirect_peer")?;
     p.load()?;
     let (ns, v) = run_cost(p, &frame, lo, repeat, rounds)?;
