@@ -10,7 +10,9 @@
 //!   ([`ndisc`]), built as keepalived builds them;
 //! - the Internet checksum and pseudo-headers these share ([`checksum`]);
 //! - the IPVS connection-sync messages, versions 1 and 0 ([`ipvs_sync`]), that directors
-//!   multicast to each other, compatible with the Linux kernel's sync daemon.
+//!   multicast to each other, compatible with the Linux kernel's sync daemon;
+//! - the ICMP "port unreachable" a director answers a refused new connection with
+//!   ([`icmp`]).
 //!
 //! Invariants: everything here is pure (no I/O, no clock, no global state), and no
 //! function panics on any input bytes.
@@ -19,6 +21,7 @@
 
 pub mod arp;
 pub mod checksum;
+pub mod icmp;
 pub mod ipv4;
 pub mod ipvs_sync;
 pub mod ndisc;

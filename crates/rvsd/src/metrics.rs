@@ -603,6 +603,18 @@ fn xdp(b: &mut Builder, x: &XdpView) {
     );
     driver_one(
         b,
+        "xdp_driver_port_unreachable_sent",
+        "ICMP port unreachable answers to refused new connections",
+        d.unreachable_sent,
+    );
+    driver_one(
+        b,
+        "xdp_driver_port_unreachable_limited",
+        "Refused new connections left unanswered by the ICMP rate limit (1000/s)",
+        d.unreachable_limited,
+    );
+    driver_one(
+        b,
         "xdp_flood_guard_activations",
         "Times the flood guard started dropping new flows (after a second without guard drops)",
         d.guard_activations,

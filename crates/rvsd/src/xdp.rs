@@ -52,6 +52,9 @@ use crate::http::{lock, Shared};
 pub const SYNC_EVERY: Duration = Duration::from_millis(250);
 /// How often fast-path counters are folded into the core.
 pub const TRAFFIC_EVERY: Duration = Duration::from_secs(1);
+/// ICMP "port unreachable" answers per nanosecond (1000 a second) and burst.
+const UNREACHABLE_PER_NS: f64 = 1000.0 / 1e9;
+const UNREACHABLE_BURST: f64 = 50.0;
 /// The longest a flow waits between two folds of its counters (well under the
 /// shortest default timeout that traffic must push back, TCP SYN_RECV's 60 s).
 pub const TRAFFIC_PASS: Duration = Duration::from_secs(10);
@@ -119,6 +122,10 @@ pub struct DriverCounters {
     /// Times the flood guard started dropping new flows after a second
     /// without guard drops (seen at the traffic sync, once a second).
     pub guard_activations: u64,
+    /// ICMP "port unreachable" answers to refused new connections.
+    pub unreachable_sent: u64,
+    /// Refused new connections left unanswered by the ICMP rate limit.
+    pub unreachable_limited: u64,
 }
 
 /// What `GET /v1/xdp` shows: the program's counters (summed over CPUs) and the driver's.
@@ -181,6 +188,9 @@ pub struct XdpPlane {
     written_marks: HashMap<abi::MarkKey, u32>,
     /// The guard's drop counter at the last view refresh.
     guard_drops_seen: u64,
+    /// The ICMP answers' token bucket: tokens, and when it was last filled.
+    unreachable_tokens: f64,
+    unreachable_at_ns: u64,
     /// The rules `written_marks` was last fully synced from (`None`: a write
     /// failed, or never synced); unchanged rules cost no work.
     synced_rules: Option<Vec<MarkRule>>,
@@ -415,6 +425,8 @@ impl XdpPlane {
             marks_not_loaded: Vec::new(),
             written_marks: HashMap::new(),
             guard_drops_seen: 0,
+            unreachable_tokens: UNREACHABLE_BURST,
+            unreachable_at_ns: 0,
             synced_rules: None,
             events: Vec::with_capacity(EVENT_BATCH),
             outbox: Vec::with_capacity(EVENT_BATCH),
@@ -727,7 +739,11 @@ impl XdpPlane {
                         self.send_on(&entries, &ev.frame, ev.ifindex);
                         self.counters.upcalls_forwarded += 1;
                     }
-                    InVerdict::Refuse(_) | InVerdict::Drop => self.counters.upcalls_refused += 1,
+                    InVerdict::Refuse(_) => {
+                        self.counters.upcalls_refused += 1;
+                        self.answer_refused(&ev.frame, ev.ifindex, now_ns);
+                    }
+                    InVerdict::Drop => self.counters.upcalls_refused += 1,
                     InVerdict::Pass => self.counters.upcalls_passed += 1,
                 }
             }
@@ -911,6 +927,25 @@ impl XdpPlane {
             _ => return,
         };
         self.outbox.push((egress, out.frame));
+    }
+
+    /// Answers a refused new connection with ICMP "port unreachable", as the
+    /// kernel's `ip_vs_leave` does, within a global rate limit (the kernel's
+    /// `icmp_msgs_per_sec` default: 1000 per second, burst 50).
+    fn answer_refused(&mut self, frame: &[u8], ingress: u32, now_ns: u64) {
+        let elapsed = now_ns.saturating_sub(self.unreachable_at_ns);
+        self.unreachable_at_ns = now_ns;
+        self.unreachable_tokens =
+            (self.unreachable_tokens + elapsed as f64 * UNREACHABLE_PER_NS).min(UNREACHABLE_BURST);
+        if self.unreachable_tokens < 1.0 {
+            self.counters.unreachable_limited += 1;
+            return;
+        }
+        if let Some(answer) = rvs_wire::icmp::port_unreachable(frame) {
+            self.unreachable_tokens -= 1.0;
+            self.counters.unreachable_sent += 1;
+            self.outbox.push((ingress, answer));
+        }
     }
 
     fn forget(&mut self, id: ConnId) {

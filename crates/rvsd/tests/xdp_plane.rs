@@ -1269,3 +1269,54 @@ fn fwmark_service_keeps_a_clients_http_and_https_on_one_real_server() {
     assert_eq!(distinct.len(), 3, "rr without -p rotates: {rotation:?}");
     assert_ne!(rotation[0], rotation[1], "{rotation:?}");
 }
+
+/// A new connection the core refuses (the service's only real server is
+/// quiesced) is answered with ICMP "port unreachable", as the kernel's
+/// `ip_vs_leave` does: the client's connect fails at once with "connection
+/// refused" instead of timing out; IPv4 and IPv6.
+#[test]
+fn refused_new_connections_get_port_unreachable() {
+    if !is_root() {
+        eprintln!("SKIP: refused_new_connections needs root (network namespaces, XDP)");
+        return;
+    }
+    for v6 in [false, true] {
+        let t = Topology::start(Method::Dr, &[], v6);
+        let src = source_of(0, v6);
+        let vip = SocketAddr::new(vip_for(src), 8443);
+        t.rvsadm(&["-A", "-t", &vip.to_string(), "-s", "wlc"]);
+        let real = if v6 {
+            "[fd01::11]:8443"
+        } else {
+            "10.1.0.11:8443"
+        };
+        t.rvsadm(&["-a", "-t", &vip.to_string(), "-r", real, "-g", "-w", "0"]);
+        // The plane attaches, then syncs the table every 250 ms.
+        assert!(
+            wait_until(Duration::from_secs(10), || t
+                .request("GET", "/v1/xdp", None)
+                .0),
+            "the packet plane never came up:\n{}",
+            t.lan.logs()
+        );
+        std::thread::sleep(Duration::from_millis(1000));
+        let started = std::time::Instant::now();
+        let got = in_netns(t.client.ns(), move || connect_to(src, 8443).map(|_| ()));
+        let took = started.elapsed();
+        let err = got.expect_err("a quiesced service accepted a connection");
+        assert_eq!(
+            err.kind(),
+            std::io::ErrorKind::ConnectionRefused,
+            "v6={v6}: {err} after {took:?}\n{}",
+            t.logs()
+        );
+        assert!(took < Duration::from_secs(2), "v6={v6}: took {took:?}");
+        // The view is refreshed once a second.
+        let answered = wait_until(Duration::from_secs(3), || {
+            let view = t.xdp_view();
+            view["driver"]["unreachable_sent"].as_u64() >= Some(1)
+                && view["driver"]["upcalls_refused"].as_u64() >= Some(1)
+        });
+        assert!(answered, "v6={v6}: {}", t.xdp_view());
+    }
+}
