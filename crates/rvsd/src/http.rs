@@ -2,10 +2,10 @@
 //! listeners, and errors as `{"error": {...}}` bodies.
 //!
 //! Invariants: a request that is refused (401, malformed JSON, out-of-range values)
-//! never reaches the control plane; every answer is JSON, errors included, but
-//! the dashboard's page, assets and event stream (`/`, `/dashboard/*`,
-//! `/v1/stream`, handled in `dashboard.rs`). `docs/openapi.yaml` documents
-//! these routes.
+//! never reaches the control plane; every answer is JSON, errors included,
+//! except the dashboard's page, assets and event stream (`/`, `/dashboard/*`,
+//! `/v1/stream`, handled in `dashboard.rs`) and `/metrics` (OpenMetrics text,
+//! `metrics.rs`). `docs/openapi.yaml` documents these routes.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 

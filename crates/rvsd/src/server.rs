@@ -247,7 +247,11 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), S
         let mut q = quit_rx.clone();
         let app = http::router_with_token(shared.clone(), token, opts.open_reads)
             .layer(axum::Extension(crate::dashboard::Quit(quit_rx.clone())));
-        tracing::info!(%addr, "admin API on TCP (bearer token required)");
+        if opts.open_reads {
+            tracing::info!(%addr, "admin API on TCP (reads open, changes need the bearer token)");
+        } else {
+            tracing::info!(%addr, "admin API on TCP (bearer token required)");
+        }
         tasks.push(tokio::spawn(async move {
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
