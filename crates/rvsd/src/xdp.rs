@@ -186,8 +186,10 @@ pub struct XdpPlane {
     marks_not_loaded: Vec<String>,
     /// What `rvs_marks` holds.
     written_marks: HashMap<abi::MarkKey, u32>,
-    /// The guard's drop counter at the last view refresh.
+    /// The guard's drop counter at the last view refresh, and whether it had
+    /// moved since the refresh before.
     guard_drops_seen: u64,
+    guard_active: bool,
     /// The ICMP answers' token bucket: tokens, and when it was last filled.
     unreachable_tokens: f64,
     unreachable_at_ns: u64,
@@ -425,6 +427,7 @@ impl XdpPlane {
             marks_not_loaded: Vec::new(),
             written_marks: HashMap::new(),
             guard_drops_seen: 0,
+            guard_active: false,
             unreachable_tokens: UNREACHABLE_BURST,
             unreachable_at_ns: 0,
             synced_rules: None,
@@ -1055,16 +1058,15 @@ impl XdpPlane {
             .collect();
         let guard_drops = program.get("drop_guard").copied().unwrap_or(0);
         let guard_active = guard_drops > self.guard_drops_seen;
-        if let Some(was_active) = self.view.lock().ok().map(|v| v.guard_active) {
-            if guard_active && !was_active {
-                self.counters.guard_activations += 1;
-                tracing::warn!(
-                    dropped = guard_drops - self.guard_drops_seen,
-                    "packet plane: the flood guard is dropping new flows"
-                );
-            }
+        if guard_active && !self.guard_active {
+            self.counters.guard_activations += 1;
+            tracing::warn!(
+                dropped = guard_drops - self.guard_drops_seen,
+                "packet plane: the flood guard is dropping new flows"
+            );
         }
         self.guard_drops_seen = guard_drops;
+        self.guard_active = guard_active;
         let mut v = match self.view.lock() {
             Ok(v) => v,
             Err(poisoned) => poisoned.into_inner(),
