@@ -317,10 +317,10 @@ impl Loaded {
         Ok(Real::from_bytes(&bytes))
     }
 
-    /// Writes `rvs_hash[offset..offset + slots.len()]` (one update per slot).
-    pub fn put_hash_slots(&mut self, offset: u32, slots: &[u32]) -> Result<(), XdpError> {
+    /// Refuses `rvs_hash[offset..offset + len]` when it runs past the map.
+    fn check_hash_range(&self, offset: u32, len: u64) -> Result<(), XdpError> {
         let max = self.hash.len();
-        let end = u64::from(offset) + slots.len() as u64;
+        let end = u64::from(offset) + len;
         if end > u64::from(max) {
             return Err(XdpError::OutOfRange {
                 map: MAP_HASH,
@@ -329,6 +329,12 @@ impl Loaded {
                 max,
             });
         }
+        Ok(())
+    }
+
+    /// Writes `rvs_hash[offset..offset + slots.len()]` (one update per slot).
+    pub fn put_hash_slots(&mut self, offset: u32, slots: &[u32]) -> Result<(), XdpError> {
+        self.check_hash_range(offset, slots.len() as u64)?;
         for (index, real) in (offset..).zip(slots) {
             self.hash
                 .set(index, *real, 0)
@@ -339,16 +345,7 @@ impl Loaded {
 
     /// Reads `rvs_hash[offset..offset + len]`.
     pub fn hash_slots(&self, offset: u32, len: u32) -> Result<Vec<u32>, XdpError> {
-        let max = self.hash.len();
-        let end = u64::from(offset) + u64::from(len);
-        if end > u64::from(max) {
-            return Err(XdpError::OutOfRange {
-                map: MAP_HASH,
-                start: offset.into(),
-                end,
-                max,
-            });
-        }
+        self.check_hash_range(offset, u64::from(len))?;
         (offset..offset + len)
             .map(|index| {
                 self.hash
