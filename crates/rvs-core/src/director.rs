@@ -321,6 +321,10 @@ pub struct Director {
     /// The firewall-mark classifier (kept by `clear`, as `ipvsadm -C` leaves
     /// iptables' MARK rules alone).
     marks: MarkRules,
+    /// A master sync daemon's rule and queue (`None`: not announcing).
+    sync: Option<crate::sync::SyncMaster>,
+    /// See [`Director::set_hash_pickup`].
+    hash_pickup: bool,
 }
 
 impl std::fmt::Debug for Director {
@@ -356,6 +360,8 @@ impl Director {
             due: Vec::new(),
             nodest_flush: false,
             marks: MarkRules::default(),
+            sync: None,
+            hash_pickup: false,
         }
     }
 
@@ -1195,7 +1201,10 @@ impl Director {
             Some(id) => (id, false),
             None => {
                 let may_schedule = match proto {
-                    Protocol::Tcp => !p.tcp.rst && (p.tcp.syn || self.cfg.sysctl.sloppy_tcp),
+                    Protocol::Tcp => {
+                        !p.tcp.rst
+                            && (p.tcp.syn || self.cfg.sysctl.sloppy_tcp || self.picks_up(p, proto))
+                    }
                     Protocol::Udp => true,
                     Protocol::Sctp => {
                         sctp::schedules_new_conn(p.sctp.first_chunk, self.cfg.sysctl.sloppy_sctp)
@@ -1223,8 +1232,12 @@ impl Director {
             return InVerdict::Drop;
         };
         c.in_pkts = c.in_pkts.wrapping_add(1);
-        let (daddr, dport, one_packet) = (c.daddr, c.dport, c.flags.one_packet);
+        let (daddr, dport, one_packet, pkts) = (c.daddr, c.dport, c.flags.one_packet, c.in_pkts);
         let forward = self.dests[dest.index()].config.forward;
+        if self.sync.is_some() {
+            let threshold = self.sync.as_ref().map_or(0, |m| m.params.threshold);
+            self.sync_conn(id, if one_packet { threshold } else { pkts }, now);
+        }
         if one_packet {
             // ip_vs_conn_put with ONE_PACKET: the entry goes at once.
             self.expire(id, now);
@@ -1295,9 +1308,13 @@ impl Director {
             ..Packet::tcp(key.caddr, key.cport, key.vaddr, key.vport, flags)
         };
         self.set_state(id, outbound, &p);
-        if let Some(c) = self.conns.get_mut(id) {
-            if !outbound {
+        if !outbound {
+            let pkts = self.conns.get_mut(id).map(|c| {
                 c.in_pkts = c.in_pkts.wrapping_add(1);
+                c.in_pkts
+            });
+            if let (Some(pkts), true) = (pkts, self.sync.is_some()) {
+                self.sync_conn(id, pkts, now);
             }
         }
         self.conns.rearm(id, now);
@@ -1320,12 +1337,19 @@ impl Director {
         };
         let (dest, later) = (c.dest, last_active + c.timeout() > c.expires);
         self.count_on(dest, |s| s.add_bulk(traffic));
-        if let Some(c) = self.conns.get_mut(id) {
+        let counts = self.conns.get_mut(id).map(|c| {
             let pkts = u32::try_from(traffic.in_pkts).unwrap_or(u32::MAX);
+            let old = c.in_pkts;
             c.in_pkts = c.in_pkts.wrapping_add(pkts);
-        }
+            (old, c.in_pkts)
+        });
         if later {
             self.conns.rearm(id, last_active);
+        }
+        if let (Some((old, new)), true) = (counts, self.sync.is_some()) {
+            if new >= old {
+                self.sync_bulk(id, old, new, last_active);
+            }
         }
         true
     }
@@ -1537,6 +1561,9 @@ impl Director {
         .min()
     }
 }
+
+#[path = "director_sync.rs"]
+mod sync_rules;
 
 #[cfg(test)]
 #[path = "director_tests.rs"]

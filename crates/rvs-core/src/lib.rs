@@ -17,6 +17,7 @@ pub mod model;
 pub mod sched;
 pub mod service;
 pub mod stats;
+pub mod sync;
 pub mod time;
 
 pub use conn::sctp::{SctpEvent, SctpState};
@@ -33,4 +34,5 @@ pub use model::*;
 pub use sched::{SchedParams, SchedulerKind};
 pub use service::{Service, ServiceId};
 pub use stats::{Counters, Rates, Stats};
+pub use sync::{ImportError, SyncCounters, SyncParams, SyncedConn};
 pub use time::{Span, Time};

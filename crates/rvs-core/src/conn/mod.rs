@@ -102,6 +102,11 @@ pub struct Conn {
     pub n_control: u32,
     /// Inbound packets seen (for the sync threshold rule).
     pub in_pkts: u32,
+    /// The state when the connection was last announced (`old_state`).
+    pub(crate) old_state: u8,
+    /// Expiry announced last, in ms, with the retry count in its low two bits
+    /// (`sync_endtime`).
+    pub(crate) sync_end_ms: u64,
     wheel_prev: u32,
     wheel_next: u32,
     linked_tick: u64,
@@ -273,6 +278,8 @@ impl ConnTable {
             control: n.control.map_or(NIL, |c| c.0),
             n_control: 0,
             in_pkts: 0,
+            old_state: 0,
+            sync_end_ms: now.as_millis() & !3,
             wheel_prev: NIL,
             wheel_next: NIL,
             linked_tick: 0,
