@@ -79,6 +79,9 @@ pub struct Control {
     vrrp_seen: HashMap<String, String>,
     /// Whether the packet plane's flood guard was dropping at the last `tick`.
     guard_seen: bool,
+    /// Connections a backup sync daemon installed since the packet plane last
+    /// looked (it installs their fast-path entries).
+    imported: Vec<rvs_core::ConnId>,
 }
 
 impl Control {
@@ -112,7 +115,23 @@ impl Control {
             reloads: rvs_api::ReloadsView::default(),
             vrrp_seen: HashMap::new(),
             guard_seen: false,
+            imported: Vec::new(),
         })
+    }
+
+    /// A backup sync daemon installed connection `id` (see `take_imported`).
+    /// Bounded: beyond a million waiting ids the oldest half is dropped (the
+    /// packet plane still installs those flows on their next packet).
+    pub fn note_imported(&mut self, id: rvs_core::ConnId) {
+        if self.imported.len() >= 1 << 20 {
+            self.imported.drain(..1 << 19);
+        }
+        self.imported.push(id);
+    }
+
+    /// The connections installed by sync since the last call, oldest first.
+    pub fn take_imported(&mut self) -> Vec<rvs_core::ConnId> {
+        std::mem::take(&mut self.imported)
     }
 
     /// When the clock of `now` started.

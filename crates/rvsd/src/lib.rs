@@ -14,5 +14,6 @@ pub mod metrics;
 pub mod paths;
 pub mod server;
 pub mod state;
+pub mod sync;
 pub mod vrrp;
 pub mod xdp;
