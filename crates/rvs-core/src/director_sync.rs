@@ -184,64 +184,58 @@ impl Director {
         }
     }
 
+    /// Queues entry `id` if the rule says so for its `pkts`-th packet.
+    fn announce_if_needed(&mut self, params: &SyncParams, id: ConnId, pkts: u32, now: Time) {
+        let Some(c) = self.conns.get_mut(id) else {
+            return;
+        };
+        if c.flags.one_packet || c.flags.invalidated || !sync_needed(params, c, pkts, now) {
+            return;
+        }
+        let c = c.clone();
+        let rec = self.record_of(&c);
+        if let Some(m) = self.sync.as_mut() {
+            m.push(rec);
+        }
+    }
+
     /// `ip_vs_sync_conn`: entry `id` saw its `pkts`-th inbound packet; queue it
     /// if the rule says so, then its controlling template, whose own count
     /// goes up by one.
     pub(super) fn sync_conn(&mut self, id: ConnId, pkts: u32, now: Time) {
-        let Some(m) = self.sync.as_ref() else {
+        let Some(params) = self.sync.as_ref().map(|m| m.params) else {
             return;
         };
-        let params = m.params;
-        let (mut id, mut pkts) = (id, pkts);
-        // A chain is a connection and at most one template.
-        for _ in 0..2 {
-            let Some(c) = self.conns.get_mut(id) else {
-                return;
-            };
-            if !c.flags.one_packet && !c.flags.invalidated && sync_needed(&params, c, pkts, now) {
-                let c = c.clone();
-                let rec = self.record_of(&c);
-                if let Some(m) = self.sync.as_mut() {
-                    m.push(rec);
-                }
-            }
-            let Some(ct) = self.conns.get(id).and_then(Conn::control) else {
-                return;
-            };
-            let Some(t) = self.conns.get_mut(ct) else {
-                return;
-            };
-            pkts = if t.flags.template {
-                t.in_pkts = t.in_pkts.wrapping_add(1);
-                t.in_pkts
-            } else {
-                params.threshold
-            };
-            id = ct;
-        }
+        self.announce_if_needed(&params, id, pkts, now);
+        // Only templates control connections, so the chain ends there.
+        let Some(ct) = self.conns.get(id).and_then(Conn::control) else {
+            return;
+        };
+        let Some(t) = self.conns.get_mut(ct) else {
+            return;
+        };
+        let pkts = if t.flags.template {
+            t.in_pkts = t.in_pkts.wrapping_add(1);
+            t.in_pkts
+        } else {
+            params.threshold
+        };
+        self.announce_if_needed(&params, ct, pkts, now);
     }
 
-    /// The announcement rule for `traffic` inbound packets counted in bulk (a
-    /// fast path's fold): the connection is queued if some count in between
-    /// would have fired, and its template if any packet came.
+    /// The announcement rule for inbound packets counted in bulk (a fast
+    /// path's fold took the count from `old` to `new`): the connection is
+    /// queued if some count in between would have fired, and its template if
+    /// any packet came.
     pub(super) fn sync_bulk(&mut self, id: ConnId, old: u32, new: u32, now: Time) {
-        let Some(m) = self.sync.as_ref() else {
+        let Some(params) = self.sync.as_ref().map(|m| m.params) else {
             return;
         };
-        let params = m.params;
         if new == old {
             return;
         }
         if let Some(p) = params.firing_count(old, new) {
-            if let Some(c) = self.conns.get_mut(id) {
-                if !c.flags.one_packet && sync_needed(&params, c, p, now) {
-                    let c = c.clone();
-                    let rec = self.record_of(&c);
-                    if let Some(m) = self.sync.as_mut() {
-                        m.push(rec);
-                    }
-                }
-            }
+            self.announce_if_needed(&params, id, p, now);
         }
         let Some(ct) = self.conns.get(id).and_then(Conn::control) else {
             return;
@@ -258,13 +252,7 @@ impl Director {
             params.firing_count(t_old, t_new)
         };
         if let Some(p) = fire {
-            if !t.flags.invalidated && sync_needed(&params, t, p, now) {
-                let t = t.clone();
-                let rec = self.record_of(&t);
-                if let Some(m) = self.sync.as_mut() {
-                    m.push(rec);
-                }
-            }
+            self.announce_if_needed(&params, ct, p, now);
         }
     }
 

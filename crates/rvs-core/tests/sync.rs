@@ -82,6 +82,20 @@ fn drained(d: &mut Director) -> Vec<SyncedConn> {
     v
 }
 
+/// Each real server of `svc` with its connection counters.
+fn dest_counts(d: &Director, svc: &rvs_core::Service) -> Vec<(IpAddr, u32, u32, u32)> {
+    d.dests_of(svc)
+        .map(|x| {
+            (
+                x.config.addr,
+                x.active_conns,
+                x.inactive_conns,
+                x.persist_conns,
+            )
+        })
+        .collect()
+}
+
 fn forwarded_to(v: InVerdict) -> Option<IpAddr> {
     match v {
         InVerdict::Forward(f) => Some(f.daddr),
@@ -205,29 +219,7 @@ fn a_backup_forwards_imported_flows_to_the_same_real_servers() {
         backup.check_invariants().expect("invariants");
         assert_eq!(backup.conn_count(), master.conn_count());
         for (m, b) in master.services().zip(backup.services()) {
-            let md: Vec<_> = master
-                .dests_of(m)
-                .map(|x| {
-                    (
-                        x.config.addr,
-                        x.active_conns,
-                        x.inactive_conns,
-                        x.persist_conns,
-                    )
-                })
-                .collect();
-            let bd: Vec<_> = backup
-                .dests_of(b)
-                .map(|x| {
-                    (
-                        x.config.addr,
-                        x.active_conns,
-                        x.inactive_conns,
-                        x.persist_conns,
-                    )
-                })
-                .collect();
-            assert_eq!(md, bd);
+            assert_eq!(dest_counts(&master, m), dest_counts(&backup, b));
         }
         // Mid-flow packets (no SYN) find their entry on the backup.
         for c in 0..30u8 {
