@@ -757,20 +757,30 @@ fn new_connection_takeover(client: &Node, since: Instant, timeout: Duration) -> 
     })
 }
 
-/// Waits `settle`, then compares with `before` and prints the phase's line.
+/// Once the new master answers new connections: waits until every connection flowing
+/// at `before` has settled (answering again, moved or failed; TCP's retransmission
+/// backoff can hold a connection a few seconds past the takeover) or `MAX_SETTLE`
+/// passed, then compares with `before` and prints the phase's line.
 fn run_phase(
     label: &str,
     method: Method,
     client: &Client,
     before: &Snapshot,
-    settle: Duration,
+    master: &Director,
 ) -> PhaseReport {
-    std::thread::sleep(settle);
-    let after = client.snapshot();
-    let r = phase_report(before, &after);
+    const MAX_SETTLE: Duration = Duration::from_secs(12);
+    let started = Instant::now();
+    let r = loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let r = phase_report(before, &client.snapshot());
+        if r.stalled == 0 || started.elapsed() >= MAX_SETTLE {
+            break r;
+        }
+    };
     println!(
         "SYNC_FAILOVER method={method:?} phase={label} connections={} survived={} moved={} errors={} stalled={} \
-         vip_unreachable_ms={} worst_connection_gap_ms={} required={}",
+         vip_unreachable_ms={} worst_connection_gap_ms={} required={} settled_after_ms={} new_master={} \
+         new_master_established={}",
         r.connections,
         r.survived,
         r.moved,
@@ -778,7 +788,10 @@ fn run_phase(
         r.stalled,
         r.unreachable.as_millis(),
         r.worst_conn_gap.as_millis(),
-        required(r.connections)
+        required(r.connections),
+        started.elapsed().as_millis(),
+        master.name,
+        master.established()
     );
     if !r.first_errors.is_empty() {
         println!("  first errors: {:?}", r.first_errors);
@@ -856,7 +869,7 @@ fn failover_and_failback(method: Method) {
         "b never answered new connections on the VIP\n{}",
         t.logs()
     );
-    let failover = run_phase("failover", method, &client, &before, Duration::from_secs(6));
+    let failover = run_phase("failover", method, &client, &before, &t.b);
 
     // Failback: a comes back, learns the table as backup, preempts.
     client.reset_gaps();
@@ -870,7 +883,7 @@ fn failover_and_failback(method: Method) {
         "a never answered new connections on the VIP after preempting\n{}",
         t.logs()
     );
-    let failback = run_phase("failback", method, &client, &before, Duration::from_secs(6));
+    let failback = run_phase("failback", method, &client, &before, &t.a);
 
     let logs = t.logs();
     for (label, r) in [("failover", &failover), ("failback", &failback)] {
