@@ -33,6 +33,7 @@ use rvs_api::{HealthView, RatesView, ReloadsView, StatsView, StatusView, TableVi
 use crate::control::Control;
 use crate::http::{lock, Shared};
 use crate::keepalived::translate::service_label;
+use crate::sync::{Role, RunningDaemon, SyncStats};
 use crate::xdp::XdpView;
 
 /// What prometheus-client's text encoder produces.
@@ -50,12 +51,22 @@ pub struct Snapshot {
     pub xdp: Option<XdpView>,
     pub vrrp: Option<VrrpView>,
     pub reloads: ReloadsView,
+    /// The connection sync daemons, when the server attached their handle.
+    pub sync: Option<SyncSnapshot>,
     /// When rvsd started (its control plane's clock epoch).
     pub started: Option<SystemTime>,
 }
 
+/// What the sync daemons report: their counters and the running daemons.
+#[derive(Clone, Debug, Default)]
+pub struct SyncSnapshot {
+    pub stats: SyncStats,
+    pub running: Vec<RunningDaemon>,
+}
+
 impl Snapshot {
-    /// Copies the views out of `c` (called under the control lock).
+    /// Copies the views out of `c` (called under the control lock; the sync
+    /// daemons are read by [`handler`] after it is released).
     pub fn take(c: &Control) -> Snapshot {
         let started = SystemTime::now().checked_sub(c.epoch().elapsed());
         Snapshot {
@@ -65,6 +76,7 @@ impl Snapshot {
             xdp: c.xdp_view(),
             vrrp: c.vrrp_view(),
             reloads: c.reloads(),
+            sync: None,
             started,
         }
     }
@@ -72,7 +84,14 @@ impl Snapshot {
 
 /// `GET /metrics` on every admin listener.
 pub async fn handler(State(shared): State<Shared>) -> Response {
-    let snap = Snapshot::take(&lock(&shared));
+    let (mut snap, sync) = {
+        let control = lock(&shared);
+        (Snapshot::take(&control), control.sync_daemons())
+    };
+    snap.sync = sync.map(|daemons| SyncSnapshot {
+        stats: daemons.stats(),
+        running: daemons.running(),
+    });
     match render(&snap) {
         Ok(body) => {
             let mut resp = body.into_response();
@@ -263,6 +282,9 @@ pub fn render(snap: &Snapshot) -> Result<String, std::fmt::Error> {
         vrrp(&mut b, v);
     }
     reloads(&mut b, &snap.reloads, snap.started);
+    if let Some(s) = &snap.sync {
+        sync(&mut b, s);
+    }
     let mut out = String::new();
     encode(&mut out, &b.registry)?;
     Ok(out)
@@ -646,6 +668,92 @@ fn xdp(b: &mut Builder, x: &XdpView) {
         "Interfaces the XDP program is attached to",
         x.interfaces.len(),
     );
+}
+
+/// The sync daemons' families (`ipvsadm -L --daemon` and the daemons'
+/// counters). `rvs_sync_daemon_running` has one series per role, 0 or 1.
+fn sync(b: &mut Builder, s: &SyncSnapshot) {
+    let running = b.gauges(
+        "sync_daemon_running",
+        "1 while the connection sync daemon of the role (master, backup) runs",
+        None,
+    );
+    let syncid = b.gauges(
+        "sync_daemon_syncid",
+        "The running sync daemon's syncid",
+        None,
+    );
+    for (role, name) in [(Role::Master, "master"), (Role::Backup, "backup")] {
+        let daemon = s.running.iter().find(|d| d.role == role);
+        let l = labels([("role", name)]);
+        running.get_or_create(&l).set(i64::from(daemon.is_some()));
+        if let Some(d) = daemon {
+            syncid.get_or_create(&l).set(i64::from(d.syncid));
+        }
+    }
+    let st = &s.stats;
+    for (name, help, value) in [
+        (
+            "sync_messages_sent",
+            "Sync messages the master daemon sent",
+            st.messages_sent,
+        ),
+        (
+            "sync_conns_sent",
+            "Connection records the master daemon sent",
+            st.conns_sent,
+        ),
+        (
+            "sync_conns_dropped",
+            "Connection records the master daemon lost (send queue full)",
+            st.conns_dropped,
+        ),
+        (
+            "sync_messages_received",
+            "Sync messages of its syncid the backup daemon received",
+            st.messages_received,
+        ),
+        (
+            "sync_conns_received",
+            "Connection records the backup daemon received",
+            st.conns_received,
+        ),
+        (
+            "sync_conns_imported",
+            "Connection records the backup daemon installed or updated in the table",
+            st.conns_imported,
+        ),
+        (
+            "sync_import_errors",
+            "Connection records the core refused (no such service or real server, bad state)",
+            st.import_errors,
+        ),
+        (
+            "sync_resync_requests_sent",
+            "Whole-table requests the backup daemon sent (rvs extension)",
+            st.resync_requests_sent,
+        ),
+        (
+            "sync_resync_requests_answered",
+            "Whole-table requests the master daemon answered (rvs extension)",
+            st.resync_requests_answered,
+        ),
+    ] {
+        b.counter(name, help, value);
+    }
+    let refused = b.counters(
+        "sync_messages_refused",
+        "Sync messages the backup daemon did not read, by reason (wrong_syncid, malformed)",
+        None,
+    );
+    for (reason, value) in [
+        ("wrong_syncid", st.wrong_syncid),
+        ("malformed", st.malformed),
+    ] {
+        refused
+            .get_or_create(&labels([("reason", reason)]))
+            .inc_by(value);
+    }
 }
 
 fn vrrp(b: &mut Builder, v: &VrrpView) {
