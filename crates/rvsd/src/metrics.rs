@@ -641,6 +641,29 @@ fn xdp(b: &mut Builder, x: &XdpView) {
         "Times the flood guard started dropping new flows (after a second without guard drops)",
         d.guard_activations,
     );
+    driver_one(
+        b,
+        "xdp_driver_imported_installed",
+        "Connections a backup sync daemon imported whose XDP flow entries rvsd installed",
+        d.imported_installed,
+    );
+    driver_one(
+        b,
+        "xdp_driver_imported_dropped",
+        "Imported connections left to the upcall path (real server or client next hop unknown too long)",
+        d.imported_dropped,
+    );
+    driver_one(
+        b,
+        "xdp_driver_imported_fullnat_skipped",
+        "Imported FullNAT connections not installed (the sync protocol has no local address)",
+        d.imported_fullnat_skipped,
+    );
+    b.gauge(
+        "xdp_driver_imported_pending",
+        "Imported connections waiting for their real server's slot or their client's next hop",
+        gauge_value(d.imported_pending),
+    );
     b.gauge(
         "xdp_flood_guard_active",
         "1 while the flood guard drops new flows (during the last second)",
@@ -950,6 +973,10 @@ mod tests {
         x.driver.new_mismatch = 4;
         x.driver.guard_activations = 2;
         x.guard_active = true;
+        x.driver.imported_installed = 5;
+        x.driver.imported_dropped = 3;
+        x.driver.imported_fullnat_skipped = 2;
+        x.driver.imported_pending = 7;
         x.flows = 12;
         x.interfaces = vec!["veth0".into(), "veth1".into()];
         let text = render(&Snapshot {
@@ -978,6 +1005,10 @@ mod tests {
             "rvs_xdp_flood_guard_activations_total 2",
             "rvs_xdp_flood_guard_active 1",
             "rvs_xdp_flows 12",
+            "rvs_xdp_driver_imported_installed_total 5",
+            "rvs_xdp_driver_imported_dropped_total 3",
+            "rvs_xdp_driver_imported_fullnat_skipped_total 2",
+            "rvs_xdp_driver_imported_pending 7",
             "rvs_xdp_interfaces 2",
             "# TYPE rvs_xdp_dropped_packets counter",
             "# TYPE rvs_xdp_flows gauge",
@@ -987,6 +1018,102 @@ mod tests {
         // Without the plane, no XDP family at all.
         let none = render(&Snapshot::default()).unwrap();
         assert!(!none.contains("rvs_xdp_"), "{none}");
+    }
+
+    #[test]
+    fn sync_daemons_show_per_role_and_their_counters() {
+        let stats = SyncStats {
+            messages_sent: 11,
+            conns_sent: 40,
+            conns_dropped: 1,
+            messages_received: 9,
+            conns_received: 30,
+            conns_imported: 28,
+            import_errors: 2,
+            wrong_syncid: 4,
+            malformed: 3,
+            resync_requests_sent: 6,
+            resync_requests_answered: 5,
+        };
+        let backup = RunningDaemon {
+            role: Role::Backup,
+            mcast_ifn: "eth1".into(),
+            syncid: 7,
+            maxlen: 1472,
+            group: "224.0.0.81".parse().unwrap(),
+            port: 8848,
+            ttl: 1,
+        };
+        let text = render(&Snapshot {
+            sync: Some(SyncSnapshot {
+                stats,
+                running: vec![backup],
+            }),
+            ..Snapshot::default()
+        })
+        .unwrap();
+        parsed(&text);
+        for line in [
+            "rvs_sync_daemon_running{role=\"master\"} 0",
+            "rvs_sync_daemon_running{role=\"backup\"} 1",
+            "rvs_sync_daemon_syncid{role=\"backup\"} 7",
+            "rvs_sync_messages_sent_total 11",
+            "rvs_sync_conns_sent_total 40",
+            "rvs_sync_conns_dropped_total 1",
+            "rvs_sync_messages_received_total 9",
+            "rvs_sync_conns_received_total 30",
+            "rvs_sync_conns_imported_total 28",
+            "rvs_sync_import_errors_total 2",
+            "rvs_sync_messages_refused_total{reason=\"wrong_syncid\"} 4",
+            "rvs_sync_messages_refused_total{reason=\"malformed\"} 3",
+            "rvs_sync_resync_requests_sent_total 6",
+            "rvs_sync_resync_requests_answered_total 5",
+            "# TYPE rvs_sync_daemon_running gauge",
+            "# TYPE rvs_sync_conns_imported counter",
+        ] {
+            has(&text, line);
+        }
+        assert!(
+            !text.contains("rvs_sync_daemon_syncid{role=\"master\"}"),
+            "{text}"
+        );
+        // Without the handle, no sync family at all.
+        let none = render(&Snapshot::default()).unwrap();
+        assert!(!none.contains("rvs_sync_"), "{none}");
+    }
+
+    /// Every family of the XDP driver and the sync daemons is listed in
+    /// docs/metrics.md (under the name a scrape shows: counters with `_total`).
+    #[test]
+    fn xdp_driver_and_sync_families_are_documented() {
+        let doc = include_str!("../../../docs/metrics.md");
+        let text = render(&Snapshot {
+            xdp: Some(XdpView::default()),
+            sync: Some(SyncSnapshot::default()),
+            ..Snapshot::default()
+        })
+        .unwrap();
+        let mut checked = 0;
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("# TYPE ") else {
+                continue;
+            };
+            let mut words = rest.split(' ');
+            let (Some(name), Some(kind)) = (words.next(), words.next()) else {
+                continue;
+            };
+            if !(name.starts_with("rvs_xdp_driver") || name.starts_with("rvs_sync_")) {
+                continue;
+            }
+            let shown = if kind == "counter" {
+                format!("`{name}_total`")
+            } else {
+                format!("`{name}`")
+            };
+            assert!(doc.contains(&shown), "docs/metrics.md lacks {shown}");
+            checked += 1;
+        }
+        assert!(checked >= 20, "{text}");
     }
 
     fn instance(name: &str, state: &str) -> VrrpInstanceView {

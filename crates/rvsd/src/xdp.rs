@@ -1403,6 +1403,142 @@ mod tests {
         text.parse().ok()
     }
 
+    /// An Ethernet frame of a client's first packet (checksums left 0: the
+    /// parser does not read them).
+    fn client_frame(
+        key: &ConnKey,
+        client_mac: [u8; 6],
+        own_mac: [u8; 6],
+        tcp_flags: u8,
+    ) -> Vec<u8> {
+        let tcp = key.proto == Protocol::Tcp.number();
+        let mut l4 = Vec::new();
+        l4.extend_from_slice(&key.cport.to_be_bytes());
+        l4.extend_from_slice(&key.vport.to_be_bytes());
+        if tcp {
+            l4.extend_from_slice(&[
+                0, 0, 0, 1, 0, 0, 0, 0, 0x50, tcp_flags, 0xff, 0xff, 0, 0, 0, 0,
+            ]);
+        } else {
+            l4.extend_from_slice(&8u16.to_be_bytes());
+            l4.extend_from_slice(&[0, 0]);
+        }
+        let mut f = Vec::new();
+        f.extend_from_slice(&own_mac);
+        f.extend_from_slice(&client_mac);
+        match (key.caddr, key.vaddr) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                f.extend_from_slice(&[0x08, 0x00, 0x45, 0]);
+                f.extend_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
+                f.extend_from_slice(&[0, 0, 0x40, 0, 64, key.proto, 0, 0]);
+                f.extend_from_slice(&s.octets());
+                f.extend_from_slice(&d.octets());
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+                f.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+                f.extend_from_slice(&[key.proto, 64]);
+                f.extend_from_slice(&s.octets());
+                f.extend_from_slice(&d.octets());
+            }
+            _ => panic!("mixed families"),
+        }
+        f.extend_from_slice(&l4);
+        f
+    }
+
+    fn real(addr: &str, method: u8, port: u16) -> abi::Real {
+        let addr: IpAddr = addr.parse().unwrap();
+        abi::Real {
+            addr: abi::addr_bytes(addr),
+            family: abi::family_of(addr),
+            method,
+            flags: abi::REAL_F_USABLE,
+            port_be: port.to_be(),
+            ifindex: 9,
+            dmac: [2, 0, 0, 0, 0, 9],
+            smac: [2, 0, 0, 0, 0, 8],
+            ..abi::Real::default()
+        }
+    }
+
+    /// An imported connection gets, byte for byte, the entries the upcall of
+    /// its first client packet installs (DR and NAT, IPv4 and IPv6, TCP and
+    /// UDP; NAT to the core's port, not the real's).
+    #[test]
+    fn imported_entries_equal_those_of_the_first_packet() {
+        let hop = ClientHop {
+            ifindex: 4,
+            mac: [2, 0, 0, 0, 0, 0xc1],
+            own_mac: [2, 0, 0, 0, 0, 0xd1],
+        };
+        let cases = [
+            ("192.0.2.7", "198.51.100.1", "10.0.1.2", 6, 33000, 80, 8080),
+            ("192.0.2.7", "198.51.100.1", "10.0.1.2", 17, 5353, 53, 53),
+            (
+                "2001:db8::7",
+                "2001:db8:1::1",
+                "2001:db8:2::2",
+                6,
+                40000,
+                443,
+                8443,
+            ),
+            (
+                "2001:db8::7",
+                "2001:db8:1::1",
+                "2001:db8:2::2",
+                17,
+                1234,
+                53,
+                5353,
+            ),
+        ];
+        let now_ns = 123_456_789;
+        let mut nat_checked = 0;
+        for (caddr, vaddr, raddr, proto, cport, vport, dport) in cases {
+            let key = ConnKey {
+                proto,
+                template: false,
+                caddr: caddr.parse().unwrap(),
+                cport,
+                vaddr: vaddr.parse().unwrap(),
+                vport,
+            };
+            let frame = client_frame(&key, hop.mac, hop.own_mac, 0x02);
+            let parsed = engine::parse(&frame).unwrap();
+            assert_eq!(
+                parsed.flow_key(),
+                first_packet_of(&key, Some(&hop)).flow_key()
+            );
+            for method in [abi::METHOD_DR, abi::METHOD_TUN, abi::METHOD_NAT] {
+                // The real's configured port differs from the core's `dport`.
+                let r = real(raddr, method, 9999);
+                let upcall = flow_entries(&parsed, 3, &r, dport, hop.ifindex, now_ns);
+                let nat = method == abi::METHOD_NAT;
+                let imported = imported_entries(&key, 3, &r, dport, nat.then_some(&hop), now_ns);
+                assert_eq!(imported, upcall, "{caddr} {proto} method {method}");
+                assert_eq!(imported.len(), if nat { 2 } else { 1 });
+                let (in_key, in_entry) = imported[0];
+                assert_eq!(in_key, parsed.flow_key());
+                assert_eq!(in_entry.real, 3);
+                if nat {
+                    assert_eq!(u16::from_be(in_entry.new_dport_be), dport);
+                    let (out_key, out) = imported[1];
+                    assert_eq!(out_key.saddr, r.addr);
+                    assert_eq!(u16::from_be(out_key.sport_be), dport);
+                    assert_eq!(out_key.daddr, abi::addr_bytes(key.caddr));
+                    assert_eq!(u16::from_be(out_key.dport_be), cport);
+                    assert_eq!(out.new_saddr, abi::addr_bytes(key.vaddr));
+                    assert_eq!(u16::from_be(out.new_sport_be), vport);
+                    assert_eq!((out.ifindex, out.dmac, out.smac), (4, hop.mac, hop.own_mac));
+                    nat_checked += 1;
+                }
+            }
+        }
+        assert_eq!(nat_checked, 4);
+    }
+
     #[test]
     fn rules_beyond_the_classifier_map_are_left_out_whole() {
         let rules: Vec<MarkRule> = [
