@@ -155,6 +155,14 @@ impl Builder {
         f
     }
 
+    /// A counter family of one label, a series per (label value, count).
+    fn counters_by(&mut self, name: &str, help: &str, label: &'static str, values: &[(&str, u64)]) {
+        let family = self.counters(name, help, None);
+        for (v, count) in values {
+            family.get_or_create(&labels([(label, v)])).inc_by(*count);
+        }
+    }
+
     fn counter(&mut self, name: &str, help: &str, value: u64) {
         let c = Counter::<u64>::default();
         c.inc_by(value);
@@ -564,20 +572,16 @@ fn xdp(b: &mut Builder, x: &XdpView) {
         }
     }
     let d = &x.driver;
-    let upcalls = b.counters(
+    b.counters_by(
         "xdp_driver_upcalls",
         "Upcalls rvsd handled, by verdict (forwarded, refused, passed)",
-        None,
+        "verdict",
+        &[
+            ("forwarded", d.upcalls_forwarded),
+            ("refused", d.upcalls_refused),
+            ("passed", d.upcalls_passed),
+        ],
     );
-    for (verdict, v) in [
-        ("forwarded", d.upcalls_forwarded),
-        ("refused", d.upcalls_refused),
-        ("passed", d.upcalls_passed),
-    ] {
-        upcalls
-            .get_or_create(&labels([("verdict", verdict)]))
-            .inc_by(v);
-    }
     let driver_one = |b: &mut Builder, name: &str, help: &str, v: u64| {
         b.counter(name, help, v);
     };
@@ -764,19 +768,15 @@ fn sync(b: &mut Builder, s: &SyncSnapshot) {
     ] {
         b.counter(name, help, value);
     }
-    let refused = b.counters(
+    b.counters_by(
         "sync_messages_refused",
         "Sync messages the backup daemon did not read, by reason (wrong_syncid, malformed)",
-        None,
+        "reason",
+        &[
+            ("wrong_syncid", st.wrong_syncid),
+            ("malformed", st.malformed),
+        ],
     );
-    for (reason, value) in [
-        ("wrong_syncid", st.wrong_syncid),
-        ("malformed", st.malformed),
-    ] {
-        refused
-            .get_or_create(&labels([("reason", reason)]))
-            .inc_by(value);
-    }
 }
 
 fn vrrp(b: &mut Builder, v: &VrrpView) {
