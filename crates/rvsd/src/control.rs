@@ -82,6 +82,8 @@ pub struct Control {
     /// Connections a backup sync daemon installed since the packet plane last
     /// looked (it installs their fast-path entries).
     imported: Vec<rvs_core::ConnId>,
+    /// The sync daemons' handle, for `/metrics` (attached by the server).
+    sync: Option<crate::sync::SyncDaemons>,
 }
 
 impl Control {
@@ -116,6 +118,7 @@ impl Control {
             vrrp_seen: HashMap::new(),
             guard_seen: false,
             imported: Vec::new(),
+            sync: None,
         })
     }
 
@@ -355,6 +358,17 @@ impl Control {
     /// Serves `status` (the VRRP driver's) on `GET /v1/vrrp`.
     pub fn attach_xdp(&mut self, view: std::sync::Arc<std::sync::Mutex<crate::xdp::XdpView>>) {
         self.xdp = Some(view);
+    }
+
+    /// Serves the sync daemons' state and counters on `/metrics`.
+    pub fn attach_sync(&mut self, daemons: crate::sync::SyncDaemons) {
+        self.sync = Some(daemons);
+    }
+
+    /// The sync daemons' handle, when attached. Its `stats()` and `running()`
+    /// are read after the control lock is released (the daemons take it).
+    pub fn sync_daemons(&self) -> Option<crate::sync::SyncDaemons> {
+        self.sync.clone()
     }
 
     /// The packet plane's counters (`GET /v1/xdp`), when it runs.

@@ -33,6 +33,7 @@ use rvs_api::{HealthView, RatesView, ReloadsView, StatsView, StatusView, TableVi
 use crate::control::Control;
 use crate::http::{lock, Shared};
 use crate::keepalived::translate::service_label;
+use crate::sync::{Role, RunningDaemon, SyncStats};
 use crate::xdp::XdpView;
 
 /// What prometheus-client's text encoder produces.
@@ -50,12 +51,22 @@ pub struct Snapshot {
     pub xdp: Option<XdpView>,
     pub vrrp: Option<VrrpView>,
     pub reloads: ReloadsView,
+    /// The connection sync daemons, when the server attached their handle.
+    pub sync: Option<SyncSnapshot>,
     /// When rvsd started (its control plane's clock epoch).
     pub started: Option<SystemTime>,
 }
 
+/// What the sync daemons report: their counters and the running daemons.
+#[derive(Clone, Debug, Default)]
+pub struct SyncSnapshot {
+    pub stats: SyncStats,
+    pub running: Vec<RunningDaemon>,
+}
+
 impl Snapshot {
-    /// Copies the views out of `c` (called under the control lock).
+    /// Copies the views out of `c` (called under the control lock; the sync
+    /// daemons are read by [`handler`] after it is released).
     pub fn take(c: &Control) -> Snapshot {
         let started = SystemTime::now().checked_sub(c.epoch().elapsed());
         Snapshot {
@@ -65,6 +76,7 @@ impl Snapshot {
             xdp: c.xdp_view(),
             vrrp: c.vrrp_view(),
             reloads: c.reloads(),
+            sync: None,
             started,
         }
     }
@@ -72,7 +84,14 @@ impl Snapshot {
 
 /// `GET /metrics` on every admin listener.
 pub async fn handler(State(shared): State<Shared>) -> Response {
-    let snap = Snapshot::take(&lock(&shared));
+    let (mut snap, sync) = {
+        let control = lock(&shared);
+        (Snapshot::take(&control), control.sync_daemons())
+    };
+    snap.sync = sync.map(|daemons| SyncSnapshot {
+        stats: daemons.stats(),
+        running: daemons.running(),
+    });
     match render(&snap) {
         Ok(body) => {
             let mut resp = body.into_response();
@@ -134,6 +153,14 @@ impl Builder {
             None => self.registry.register(name, help, f.clone()),
         }
         f
+    }
+
+    /// A counter family of one label, a series per (label value, count).
+    fn counters_by(&mut self, name: &str, help: &str, label: &'static str, values: &[(&str, u64)]) {
+        let family = self.counters(name, help, None);
+        for (v, count) in values {
+            family.get_or_create(&labels([(label, v)])).inc_by(*count);
+        }
     }
 
     fn counter(&mut self, name: &str, help: &str, value: u64) {
@@ -263,6 +290,9 @@ pub fn render(snap: &Snapshot) -> Result<String, std::fmt::Error> {
         vrrp(&mut b, v);
     }
     reloads(&mut b, &snap.reloads, snap.started);
+    if let Some(s) = &snap.sync {
+        sync(&mut b, s);
+    }
     let mut out = String::new();
     encode(&mut out, &b.registry)?;
     Ok(out)
@@ -542,20 +572,16 @@ fn xdp(b: &mut Builder, x: &XdpView) {
         }
     }
     let d = &x.driver;
-    let upcalls = b.counters(
+    b.counters_by(
         "xdp_driver_upcalls",
         "Upcalls rvsd handled, by verdict (forwarded, refused, passed)",
-        None,
+        "verdict",
+        &[
+            ("forwarded", d.upcalls_forwarded),
+            ("refused", d.upcalls_refused),
+            ("passed", d.upcalls_passed),
+        ],
     );
-    for (verdict, v) in [
-        ("forwarded", d.upcalls_forwarded),
-        ("refused", d.upcalls_refused),
-        ("passed", d.upcalls_passed),
-    ] {
-        upcalls
-            .get_or_create(&labels([("verdict", verdict)]))
-            .inc_by(v);
-    }
     let driver_one = |b: &mut Builder, name: &str, help: &str, v: u64| {
         b.counter(name, help, v);
     };
@@ -619,6 +645,29 @@ fn xdp(b: &mut Builder, x: &XdpView) {
         "Times the flood guard started dropping new flows (after a second without guard drops)",
         d.guard_activations,
     );
+    driver_one(
+        b,
+        "xdp_driver_imported_installed",
+        "Connections a backup sync daemon imported whose XDP flow entries rvsd installed",
+        d.imported_installed,
+    );
+    driver_one(
+        b,
+        "xdp_driver_imported_dropped",
+        "Imported connections left to the upcall path (real server or client next hop unknown too long)",
+        d.imported_dropped,
+    );
+    driver_one(
+        b,
+        "xdp_driver_imported_fullnat_skipped",
+        "Imported FullNAT connections not installed (the sync protocol has no local address)",
+        d.imported_fullnat_skipped,
+    );
+    b.gauge(
+        "xdp_driver_imported_pending",
+        "Imported connections waiting for their real server's slot or their client's next hop",
+        gauge_value(d.imported_pending),
+    );
     b.gauge(
         "xdp_flood_guard_active",
         "1 while the flood guard drops new flows (during the last second)",
@@ -645,6 +694,88 @@ fn xdp(b: &mut Builder, x: &XdpView) {
         "xdp_interfaces",
         "Interfaces the XDP program is attached to",
         x.interfaces.len(),
+    );
+}
+
+/// The sync daemons' families (`ipvsadm -L --daemon` and the daemons'
+/// counters). `rvs_sync_daemon_running` has one series per role, 0 or 1.
+fn sync(b: &mut Builder, s: &SyncSnapshot) {
+    let running = b.gauges(
+        "sync_daemon_running",
+        "1 while the connection sync daemon of the role (master, backup) runs",
+        None,
+    );
+    let syncid = b.gauges(
+        "sync_daemon_syncid",
+        "The running sync daemon's syncid",
+        None,
+    );
+    for (role, name) in [(Role::Master, "master"), (Role::Backup, "backup")] {
+        let daemon = s.running.iter().find(|d| d.role == role);
+        let l = labels([("role", name)]);
+        running.get_or_create(&l).set(i64::from(daemon.is_some()));
+        if let Some(d) = daemon {
+            syncid.get_or_create(&l).set(i64::from(d.syncid));
+        }
+    }
+    let st = &s.stats;
+    for (name, help, value) in [
+        (
+            "sync_messages_sent",
+            "Sync messages the master daemon sent",
+            st.messages_sent,
+        ),
+        (
+            "sync_conns_sent",
+            "Connection records the master daemon sent",
+            st.conns_sent,
+        ),
+        (
+            "sync_conns_dropped",
+            "Connection records the master daemon lost (send queue full)",
+            st.conns_dropped,
+        ),
+        (
+            "sync_messages_received",
+            "Sync messages of its syncid the backup daemon received",
+            st.messages_received,
+        ),
+        (
+            "sync_conns_received",
+            "Connection records the backup daemon received",
+            st.conns_received,
+        ),
+        (
+            "sync_conns_imported",
+            "Connection records the backup daemon installed or updated in the table",
+            st.conns_imported,
+        ),
+        (
+            "sync_import_errors",
+            "Connection records the core refused (no such service or real server, bad state)",
+            st.import_errors,
+        ),
+        (
+            "sync_resync_requests_sent",
+            "Whole-table requests the backup daemon sent (rvs extension)",
+            st.resync_requests_sent,
+        ),
+        (
+            "sync_resync_requests_answered",
+            "Whole-table requests the master daemon answered (rvs extension)",
+            st.resync_requests_answered,
+        ),
+    ] {
+        b.counter(name, help, value);
+    }
+    b.counters_by(
+        "sync_messages_refused",
+        "Sync messages the backup daemon did not read, by reason (wrong_syncid, malformed)",
+        "reason",
+        &[
+            ("wrong_syncid", st.wrong_syncid),
+            ("malformed", st.malformed),
+        ],
     );
 }
 
@@ -842,6 +973,10 @@ mod tests {
         x.driver.new_mismatch = 4;
         x.driver.guard_activations = 2;
         x.guard_active = true;
+        x.driver.imported_installed = 5;
+        x.driver.imported_dropped = 3;
+        x.driver.imported_fullnat_skipped = 2;
+        x.driver.imported_pending = 7;
         x.flows = 12;
         x.interfaces = vec!["veth0".into(), "veth1".into()];
         let text = render(&Snapshot {
@@ -870,6 +1005,10 @@ mod tests {
             "rvs_xdp_flood_guard_activations_total 2",
             "rvs_xdp_flood_guard_active 1",
             "rvs_xdp_flows 12",
+            "rvs_xdp_driver_imported_installed_total 5",
+            "rvs_xdp_driver_imported_dropped_total 3",
+            "rvs_xdp_driver_imported_fullnat_skipped_total 2",
+            "rvs_xdp_driver_imported_pending 7",
             "rvs_xdp_interfaces 2",
             "# TYPE rvs_xdp_dropped_packets counter",
             "# TYPE rvs_xdp_flows gauge",
@@ -879,6 +1018,102 @@ mod tests {
         // Without the plane, no XDP family at all.
         let none = render(&Snapshot::default()).unwrap();
         assert!(!none.contains("rvs_xdp_"), "{none}");
+    }
+
+    #[test]
+    fn sync_daemons_show_per_role_and_their_counters() {
+        let stats = SyncStats {
+            messages_sent: 11,
+            conns_sent: 40,
+            conns_dropped: 1,
+            messages_received: 9,
+            conns_received: 30,
+            conns_imported: 28,
+            import_errors: 2,
+            wrong_syncid: 4,
+            malformed: 3,
+            resync_requests_sent: 6,
+            resync_requests_answered: 5,
+        };
+        let backup = RunningDaemon {
+            role: Role::Backup,
+            mcast_ifn: "eth1".into(),
+            syncid: 7,
+            maxlen: 1472,
+            group: "224.0.0.81".parse().unwrap(),
+            port: 8848,
+            ttl: 1,
+        };
+        let text = render(&Snapshot {
+            sync: Some(SyncSnapshot {
+                stats,
+                running: vec![backup],
+            }),
+            ..Snapshot::default()
+        })
+        .unwrap();
+        parsed(&text);
+        for line in [
+            "rvs_sync_daemon_running{role=\"master\"} 0",
+            "rvs_sync_daemon_running{role=\"backup\"} 1",
+            "rvs_sync_daemon_syncid{role=\"backup\"} 7",
+            "rvs_sync_messages_sent_total 11",
+            "rvs_sync_conns_sent_total 40",
+            "rvs_sync_conns_dropped_total 1",
+            "rvs_sync_messages_received_total 9",
+            "rvs_sync_conns_received_total 30",
+            "rvs_sync_conns_imported_total 28",
+            "rvs_sync_import_errors_total 2",
+            "rvs_sync_messages_refused_total{reason=\"wrong_syncid\"} 4",
+            "rvs_sync_messages_refused_total{reason=\"malformed\"} 3",
+            "rvs_sync_resync_requests_sent_total 6",
+            "rvs_sync_resync_requests_answered_total 5",
+            "# TYPE rvs_sync_daemon_running gauge",
+            "# TYPE rvs_sync_conns_imported counter",
+        ] {
+            has(&text, line);
+        }
+        assert!(
+            !text.contains("rvs_sync_daemon_syncid{role=\"master\"}"),
+            "{text}"
+        );
+        // Without the handle, no sync family at all.
+        let none = render(&Snapshot::default()).unwrap();
+        assert!(!none.contains("rvs_sync_"), "{none}");
+    }
+
+    /// Every family of the XDP driver and the sync daemons is listed in
+    /// docs/metrics.md (under the name a scrape shows: counters with `_total`).
+    #[test]
+    fn xdp_driver_and_sync_families_are_documented() {
+        let doc = include_str!("../../../docs/metrics.md");
+        let text = render(&Snapshot {
+            xdp: Some(XdpView::default()),
+            sync: Some(SyncSnapshot::default()),
+            ..Snapshot::default()
+        })
+        .unwrap();
+        let mut checked = 0;
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("# TYPE ") else {
+                continue;
+            };
+            let mut words = rest.split(' ');
+            let (Some(name), Some(kind)) = (words.next(), words.next()) else {
+                continue;
+            };
+            if !(name.starts_with("rvs_xdp_driver") || name.starts_with("rvs_sync_")) {
+                continue;
+            }
+            let shown = if kind == "counter" {
+                format!("`{name}_total`")
+            } else {
+                format!("`{name}`")
+            };
+            assert!(doc.contains(&shown), "docs/metrics.md lacks {shown}");
+            checked += 1;
+        }
+        assert!(checked >= 20, "{text}");
     }
 
     fn instance(name: &str, state: &str) -> VrrpInstanceView {

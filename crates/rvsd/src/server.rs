@@ -171,6 +171,8 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), S
     let restored = control.configured().services.len();
     let epoch = control.epoch();
     let shared: Shared = Arc::new(Mutex::new(control));
+    let sync_daemons = crate::sync::SyncDaemons::new(shared.clone());
+    lock(&shared).attach_sync(sync_daemons.clone());
     let plane = match opts.plane {
         None => None,
         Some(cfg) => Some(start_plane(cfg, &shared, epoch)?),

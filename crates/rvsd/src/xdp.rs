@@ -25,9 +25,19 @@
 //! - **Traffic sync** (every [`TRAFFIC_EVERY`]): fast-path packet and byte
 //!   counts and last-seen times go to `handle_traffic`; entries whose connection
 //!   the core expired are deleted from the flow map.
+//! - **Imported connections** (with each table sync): connections a backup
+//!   sync daemon installed in the core (`Control::take_imported`) get their
+//!   flow entries at once, as the first client packet's upcall would have made
+//!   them, so that after a failover XDP forwards them, NAT replies included,
+//!   before any client packet. NAT needs the client-facing interface and MACs,
+//!   resolved by a route and neighbour lookup towards the client (cached). A
+//!   connection whose real server or next hop is not known yet waits a few
+//!   rounds, then is left to the upcall of its first packet. FullNAT ones are
+//!   skipped (the sync protocol carries no local address/port).
 //!
 //! Invariant: every registered flow names a live core connection with the same
-//! key, or is removed at the next traffic sync.
+//! key, or is removed at the next traffic sync. A flow key belongs to the last
+//! connection registered with it: forgetting an older one leaves it.
 
 // hashbrown with foldhash: the flow registries are hashed on every event.
 use hashbrown::{HashMap, HashSet};
@@ -62,6 +72,15 @@ pub const TRAFFIC_PASS: Duration = Duration::from_secs(10);
 const MIN_SYNC_PER_TICK: usize = 20_000;
 /// Events handled per lock of the control plane.
 const EVENT_BATCH: usize = 256;
+/// Rounds (table syncs) an imported connection waits for its real server's
+/// slot or its client's next hop before it is left to the upcall path.
+const IMPORT_ROUNDS: u8 = 40;
+/// Imported connections waiting at most (the oldest are dropped).
+const IMPORT_QUEUE_MAX: usize = 1 << 20;
+/// Client next hops kept for imported NAT connections (cleared when full).
+const CLIENT_HOPS_MAX: usize = 65_536;
+/// Time spent resolving client next hops per round at most.
+const CLIENT_RESOLVE_BUDGET: Duration = Duration::from_millis(200);
 
 /// What `rvsd --data-plane xdp` was asked for.
 #[derive(Clone, Debug, Default)]
@@ -126,6 +145,17 @@ pub struct DriverCounters {
     pub unreachable_sent: u64,
     /// Refused new connections left unanswered by the ICMP rate limit.
     pub unreachable_limited: u64,
+    /// Imported (synced) connections whose flow entries were installed.
+    pub imported_installed: u64,
+    /// Imported connections waiting for their real server's slot or their
+    /// client's next hop (a gauge).
+    pub imported_pending: u64,
+    /// Imported connections given up on (left to the upcall of their first
+    /// packet) after [`IMPORT_ROUNDS`] rounds, a full queue or a map error.
+    pub imported_dropped: u64,
+    /// Imported FullNAT connections, not installed (no local address/port in
+    /// the sync protocol).
+    pub imported_fullnat_skipped: u64,
 }
 
 /// What `GET /v1/xdp` shows: the program's counters (summed over CPUs) and the driver's.
@@ -154,6 +184,100 @@ struct FlowRec {
     folded: [u64; 4],
 }
 
+/// The next hop towards a client, as a client's packet shows it: the
+/// interface it came in on, the MAC it came from (the client's, or its
+/// router's) and the MAC it was sent to (the interface's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ClientHop {
+    ifindex: u32,
+    mac: [u8; 6],
+    own_mac: [u8; 6],
+}
+
+impl From<&rvs_sys::NextHop> for ClientHop {
+    fn from(nh: &rvs_sys::NextHop) -> Self {
+        ClientHop {
+            ifindex: nh.ifindex,
+            mac: nh.dmac,
+            own_mac: nh.smac,
+        }
+    }
+}
+
+/// An imported connection waiting for its entries: what they need of the
+/// core, copied under the lock.
+#[derive(Clone, Copy, Debug)]
+struct ImportedConn {
+    id: ConnId,
+    key: ConnKey,
+    dest: DestId,
+    dport: u16,
+    nat: bool,
+    /// The connection's last activity (its expiry less its timeout), as
+    /// CLOCK_MONOTONIC ns: the entries' `last_seen_ns`, so that the traffic
+    /// sync does not take the install for traffic.
+    last_seen_ns: u64,
+    rounds: u8,
+}
+
+/// The flow entries of a DR, TUN or NAT decision for `parsed` (the first
+/// packet): NAT goes to the core's port `dport` (a fwmark service's real may
+/// have port 0, and persistence keeps the packet's port).
+fn flow_entries(
+    parsed: &Parsed,
+    index: u32,
+    real: &abi::Real,
+    dport: u16,
+    ingress: u32,
+    now_ns: u64,
+) -> Vec<(FlowKey, abi::Flow)> {
+    let to_port = abi::Real {
+        port_be: dport.to_be(),
+        ..*real
+    };
+    engine::entries_for(
+        parsed,
+        index,
+        &to_port,
+        parsed.daddr,
+        parsed.dport,
+        ingress,
+        now_ns,
+    )
+}
+
+/// What the parser would make of the first client packet of connection
+/// `key` arriving through `hop` (no hop: DR and TUN, whose entries need no MAC).
+fn first_packet_of(key: &ConnKey, hop: Option<&ClientHop>) -> Parsed {
+    Parsed {
+        family: abi::family_of(key.caddr),
+        proto: key.proto,
+        saddr: key.caddr,
+        daddr: key.vaddr,
+        sport: key.cport,
+        dport: key.vport,
+        tcp_flags: 0,
+        ip_len: 0,
+        eth_src: hop.map_or([0; 6], |h| h.mac),
+        eth_dst: hop.map_or([0; 6], |h| h.own_mac),
+    }
+}
+
+/// The flow entries of an imported connection: those an upcall of its first
+/// client packet through `hop` would install.
+fn imported_entries(
+    key: &ConnKey,
+    index: u32,
+    real: &abi::Real,
+    dport: u16,
+    hop: Option<&ClientHop>,
+    last_seen_ns: u64,
+) -> Vec<(FlowKey, abi::Flow)> {
+    let parsed = first_packet_of(key, hop);
+    let ingress = hop.map_or(0, |h| h.ifindex);
+    flow_entries(&parsed, index, real, dport, ingress, last_seen_ns)
+}
+
 /// What one table sync wants in the maps.
 #[derive(Default)]
 struct Wanted {
@@ -174,6 +298,10 @@ pub struct XdpPlane {
     written: Wanted,
     written_reals: HashMap<u32, abi::Real>,
     next_hops: HashMap<IpAddr, rvs_sys::NextHop>,
+    /// Next hops towards clients of imported NAT connections.
+    client_hops: HashMap<IpAddr, ClientHop>,
+    /// Imported connections waiting for their entries, with their rounds.
+    imports: std::collections::VecDeque<(ConnId, u8)>,
     flows: HashMap<ConnId, FlowRec>,
     /// Flows still to fold in the current round-robin pass.
     sync_queue: std::collections::VecDeque<ConnId>,
@@ -417,6 +545,8 @@ impl XdpPlane {
             written: Wanted::default(),
             written_reals: HashMap::new(),
             next_hops: HashMap::new(),
+            client_hops: HashMap::new(),
+            imports: std::collections::VecDeque::new(),
             flows: HashMap::new(),
             sync_queue: std::collections::VecDeque::new(),
             by_flow: HashMap::new(),
@@ -801,25 +931,27 @@ impl XdpPlane {
         let entries = if f.forward == Forward::FullNat {
             self.fullnat_entries(parsed, index, &real, f, ev.ifindex, now_ns)?
         } else {
-            // NAT goes to the core's port (a fwmark service's real may have
-            // port 0, and persistence keeps the packet's port).
-            let to_port = abi::Real {
-                port_be: f.dport.to_be(),
-                ..real
-            };
-            engine::entries_for(
-                parsed,
-                index,
-                &to_port,
-                parsed.daddr,
-                parsed.dport,
-                ev.ifindex,
-                now_ns,
-            )
+            flow_entries(parsed, index, &real, f.dport, ev.ifindex, now_ns)
         };
+        let (in_key, entry, out_key) = self.put_entries(&entries, write)?;
+        if let Some(id) = f.conn {
+            if let Some(c) = d.conn(id) {
+                self.register(id, c.key, in_key, out_key);
+            }
+        }
+        Some((in_key, entry, real))
+    }
+
+    /// Writes `entries` to the flow map (when `write`); returns the in entry
+    /// and the out entry's key.
+    fn put_entries(
+        &mut self,
+        entries: &[(FlowKey, abi::Flow)],
+        write: bool,
+    ) -> Option<(FlowKey, abi::Flow, Option<FlowKey>)> {
         let mut in_entry = None;
         let mut out_key = None;
-        for (k, e) in &entries {
+        for (k, e) in entries {
             if write {
                 if let Err(err) = self.loaded.put_flow(k, e) {
                     tracing::warn!(error = %err, "flow install");
@@ -833,29 +965,152 @@ impl XdpPlane {
             }
         }
         let (in_key, entry) = in_entry?;
-        if let Some(id) = f.conn {
-            if let Some(c) = d.conn(id) {
-                if let Some(old) = self.flows.get(&id) {
-                    if old.key != c.key {
-                        self.forget(id);
-                    }
-                }
-                self.by_flow.insert(in_key, (id, false));
-                if let Some(k) = out_key {
-                    self.by_flow.insert(k, (id, true));
-                }
-                self.flows.insert(
-                    id,
-                    FlowRec {
-                        key: c.key,
-                        in_key,
-                        out_key,
-                        folded: [0; 4],
-                    },
-                );
+        Some((in_key, entry, out_key))
+    }
+
+    /// Binds the flow entries to core connection `id` of key `key` (an entry
+    /// of an older connection under the same id is forgotten first).
+    fn register(&mut self, id: ConnId, key: ConnKey, in_key: FlowKey, out_key: Option<FlowKey>) {
+        if let Some(old) = self.flows.get(&id) {
+            if old.key != key {
+                self.forget(id);
             }
         }
-        Some((in_key, entry, real))
+        self.by_flow.insert(in_key, (id, false));
+        if let Some(k) = out_key {
+            self.by_flow.insert(k, (id, true));
+        }
+        self.flows.insert(
+            id,
+            FlowRec {
+                key,
+                in_key,
+                out_key,
+                folded: [0; 4],
+            },
+        );
+    }
+
+    /// Installs the entries of the connections a backup sync daemon imported
+    /// since the last round (see the module note), and retries those still
+    /// waiting. The control lock is held only to copy the connections; next
+    /// hops are resolved and entries written after it is released (a
+    /// connection that expires meanwhile is removed at the traffic sync).
+    pub async fn install_imported(&mut self, shared: &Shared) {
+        let todo = {
+            let mut control = lock(shared);
+            let fresh = control.take_imported();
+            if fresh.is_empty() && self.imports.is_empty() {
+                return;
+            }
+            let now = control.now();
+            let now_ns = monotonic_ns();
+            for id in fresh {
+                if self.imports.len() >= IMPORT_QUEUE_MAX {
+                    self.imports.pop_front();
+                    self.counters.imported_dropped += 1;
+                }
+                self.imports.push_back((id, 0));
+            }
+            let d = control.director();
+            let mut seen = HashSet::new();
+            let mut todo = Vec::new();
+            for (id, rounds) in self.imports.drain(..) {
+                if !seen.insert(id) {
+                    continue;
+                }
+                // Gone already, or a template (no flow entries): nothing to do.
+                let Some(c) = d.conn(id) else { continue };
+                let tcp_or_udp = [Protocol::Tcp.number(), Protocol::Udp.number()];
+                if c.flags.template || !tcp_or_udp.contains(&c.key.proto) {
+                    continue;
+                }
+                let Some(dest) = d.dest(c.dest) else { continue };
+                let forward = dest.config.forward;
+                if forward == Forward::FullNat {
+                    self.counters.imported_fullnat_skipped += 1;
+                    continue;
+                }
+                if method_of(&forward).is_none() {
+                    // GRE: not forwarded by the packet plane.
+                    continue;
+                }
+                let refreshed = c
+                    .expires
+                    .as_millis()
+                    .saturating_sub(c.timeout().as_millis());
+                let idle_ms = now.as_millis().saturating_sub(refreshed);
+                todo.push(ImportedConn {
+                    id,
+                    key: c.key,
+                    dest: c.dest,
+                    dport: c.dport,
+                    nat: forward == Forward::Masq,
+                    last_seen_ns: now_ns.saturating_sub(idle_ms.saturating_mul(1_000_000)),
+                    rounds,
+                });
+            }
+            todo
+        };
+        self.resolve_clients(&todo).await;
+        for t in todo {
+            if self.flows.get(&t.id).is_some_and(|r| r.key == t.key) {
+                continue;
+            }
+            let real = self
+                .real_index
+                .get(&t.dest)
+                .and_then(|i| self.written_reals.get(i).map(|r| (*i, *r)));
+            let hop = self.client_hops.get(&t.key.caddr).copied();
+            let (Some((index, real)), true) = (real, !t.nat || hop.is_some()) else {
+                if t.rounds + 1 >= IMPORT_ROUNDS {
+                    self.counters.imported_dropped += 1;
+                } else {
+                    self.imports.push_back((t.id, t.rounds + 1));
+                }
+                continue;
+            };
+            let hop = hop.filter(|_| t.nat);
+            let entries =
+                imported_entries(&t.key, index, &real, t.dport, hop.as_ref(), t.last_seen_ns);
+            match self.put_entries(&entries, true) {
+                Some((in_key, _, out_key)) => {
+                    self.register(t.id, t.key, in_key, out_key);
+                    self.counters.imported_installed += 1;
+                }
+                None => self.counters.imported_dropped += 1,
+            }
+        }
+        self.counters.imported_pending = self.imports.len() as u64;
+    }
+
+    /// Resolves the next hops towards the clients of imported NAT connections
+    /// that the cache lacks, within [`CLIENT_RESOLVE_BUDGET`] (the rest wait
+    /// for the next round).
+    async fn resolve_clients(&mut self, todo: &[ImportedConn]) {
+        let deadline = std::time::Instant::now() + CLIENT_RESOLVE_BUDGET;
+        let mut failed = HashSet::new();
+        for t in todo.iter().filter(|t| t.nat) {
+            let addr = t.key.caddr;
+            if self.client_hops.contains_key(&addr) || failed.contains(&addr) {
+                continue;
+            }
+            if std::time::Instant::now() >= deadline {
+                break;
+            }
+            match rvs_sys::next_hop(addr).await {
+                Ok(nh) => {
+                    if self.client_hops.len() >= CLIENT_HOPS_MAX {
+                        self.client_hops.clear();
+                    }
+                    self.client_hops.insert(addr, ClientHop::from(&nh));
+                }
+                Err(e) => {
+                    tracing::debug!(client = %addr, error = %e, "cannot resolve the client's next hop");
+                    failed.insert(addr);
+                }
+            }
+        }
     }
 
     fn fullnat_entries(
@@ -951,11 +1206,15 @@ impl XdpPlane {
         }
     }
 
+    /// Removes the flow of connection `id`: its entries, unless a later
+    /// connection registered the same key (an imported connection that
+    /// replaced an expired one, a flow reinstalled by an upcall).
     fn forget(&mut self, id: ConnId) {
         if let Some(rec) = self.flows.remove(&id) {
-            let _ = self.loaded.del_flow(&rec.in_key);
-            self.by_flow.remove(&rec.in_key);
-            if let Some(k) = rec.out_key {
+            for k in std::iter::once(rec.in_key).chain(rec.out_key) {
+                if self.by_flow.get(&k).is_some_and(|(owner, _)| *owner != id) {
+                    continue;
+                }
                 let _ = self.loaded.del_flow(&k);
                 self.by_flow.remove(&k);
                 self.fnat_in_use.remove(&k);
@@ -1099,7 +1358,10 @@ impl XdpPlane {
         while !*quit.borrow() {
             let now = std::time::Instant::now();
             if now >= next_table {
-                rt.block_on(self.sync_table(&shared));
+                rt.block_on(async {
+                    self.sync_table(&shared).await;
+                    self.install_imported(&shared).await;
+                });
                 next_table = now + SYNC_EVERY;
             }
             if now >= next_traffic {
@@ -1139,6 +1401,142 @@ mod tests {
 
     fn rule(text: &str) -> Option<MarkRule> {
         text.parse().ok()
+    }
+
+    /// An Ethernet frame of a client's first packet (checksums left 0: the
+    /// parser does not read them).
+    fn client_frame(
+        key: &ConnKey,
+        client_mac: [u8; 6],
+        own_mac: [u8; 6],
+        tcp_flags: u8,
+    ) -> Vec<u8> {
+        let tcp = key.proto == Protocol::Tcp.number();
+        let mut l4 = Vec::new();
+        l4.extend_from_slice(&key.cport.to_be_bytes());
+        l4.extend_from_slice(&key.vport.to_be_bytes());
+        if tcp {
+            l4.extend_from_slice(&[
+                0, 0, 0, 1, 0, 0, 0, 0, 0x50, tcp_flags, 0xff, 0xff, 0, 0, 0, 0,
+            ]);
+        } else {
+            l4.extend_from_slice(&8u16.to_be_bytes());
+            l4.extend_from_slice(&[0, 0]);
+        }
+        let mut f = Vec::new();
+        f.extend_from_slice(&own_mac);
+        f.extend_from_slice(&client_mac);
+        match (key.caddr, key.vaddr) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                f.extend_from_slice(&[0x08, 0x00, 0x45, 0]);
+                f.extend_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
+                f.extend_from_slice(&[0, 0, 0x40, 0, 64, key.proto, 0, 0]);
+                f.extend_from_slice(&s.octets());
+                f.extend_from_slice(&d.octets());
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+                f.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+                f.extend_from_slice(&[key.proto, 64]);
+                f.extend_from_slice(&s.octets());
+                f.extend_from_slice(&d.octets());
+            }
+            _ => panic!("mixed families"),
+        }
+        f.extend_from_slice(&l4);
+        f
+    }
+
+    fn real(addr: &str, method: u8, port: u16) -> abi::Real {
+        let addr: IpAddr = addr.parse().unwrap();
+        abi::Real {
+            addr: abi::addr_bytes(addr),
+            family: abi::family_of(addr),
+            method,
+            flags: abi::REAL_F_USABLE,
+            port_be: port.to_be(),
+            ifindex: 9,
+            dmac: [2, 0, 0, 0, 0, 9],
+            smac: [2, 0, 0, 0, 0, 8],
+            ..abi::Real::default()
+        }
+    }
+
+    /// An imported connection gets, byte for byte, the entries the upcall of
+    /// its first client packet installs (DR and NAT, IPv4 and IPv6, TCP and
+    /// UDP; NAT to the core's port, not the real's).
+    #[test]
+    fn imported_entries_equal_those_of_the_first_packet() {
+        let hop = ClientHop {
+            ifindex: 4,
+            mac: [2, 0, 0, 0, 0, 0xc1],
+            own_mac: [2, 0, 0, 0, 0, 0xd1],
+        };
+        let cases = [
+            ("192.0.2.7", "198.51.100.1", "10.0.1.2", 6, 33000, 80, 8080),
+            ("192.0.2.7", "198.51.100.1", "10.0.1.2", 17, 5353, 53, 53),
+            (
+                "2001:db8::7",
+                "2001:db8:1::1",
+                "2001:db8:2::2",
+                6,
+                40000,
+                443,
+                8443,
+            ),
+            (
+                "2001:db8::7",
+                "2001:db8:1::1",
+                "2001:db8:2::2",
+                17,
+                1234,
+                53,
+                5353,
+            ),
+        ];
+        let now_ns = 123_456_789;
+        let mut nat_checked = 0;
+        for (caddr, vaddr, raddr, proto, cport, vport, dport) in cases {
+            let key = ConnKey {
+                proto,
+                template: false,
+                caddr: caddr.parse().unwrap(),
+                cport,
+                vaddr: vaddr.parse().unwrap(),
+                vport,
+            };
+            let frame = client_frame(&key, hop.mac, hop.own_mac, 0x02);
+            let parsed = engine::parse(&frame).unwrap();
+            assert_eq!(
+                parsed.flow_key(),
+                first_packet_of(&key, Some(&hop)).flow_key()
+            );
+            for method in [abi::METHOD_DR, abi::METHOD_TUN, abi::METHOD_NAT] {
+                // The real's configured port differs from the core's `dport`.
+                let r = real(raddr, method, 9999);
+                let upcall = flow_entries(&parsed, 3, &r, dport, hop.ifindex, now_ns);
+                let nat = method == abi::METHOD_NAT;
+                let imported = imported_entries(&key, 3, &r, dport, nat.then_some(&hop), now_ns);
+                assert_eq!(imported, upcall, "{caddr} {proto} method {method}");
+                assert_eq!(imported.len(), if nat { 2 } else { 1 });
+                let (in_key, in_entry) = imported[0];
+                assert_eq!(in_key, parsed.flow_key());
+                assert_eq!(in_entry.real, 3);
+                if nat {
+                    assert_eq!(u16::from_be(in_entry.new_dport_be), dport);
+                    let (out_key, out) = imported[1];
+                    assert_eq!(out_key.saddr, r.addr);
+                    assert_eq!(u16::from_be(out_key.sport_be), dport);
+                    assert_eq!(out_key.daddr, abi::addr_bytes(key.caddr));
+                    assert_eq!(u16::from_be(out_key.dport_be), cport);
+                    assert_eq!(out.new_saddr, abi::addr_bytes(key.vaddr));
+                    assert_eq!(u16::from_be(out.new_sport_be), vport);
+                    assert_eq!((out.ifindex, out.dmac, out.smac), (4, hop.mac, hop.own_mac));
+                    nat_checked += 1;
+                }
+            }
+        }
+        assert_eq!(nat_checked, 4);
     }
 
     #[test]
