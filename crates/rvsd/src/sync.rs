@@ -717,3 +717,102 @@ pub fn from_wire(conn: &SyncConn) -> Option<SyncedConn> {
         timeout: Span::from_secs(u64::from(conn.timeout)),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn record(forward: Forward, template: bool) -> SyncedConn {
+        SyncedConn {
+            key: ConnKey {
+                proto: 6,
+                template,
+                caddr: "203.0.113.7".parse().unwrap(),
+                cport: if template { 0 } else { 40_001 },
+                vaddr: "10.0.0.10".parse().unwrap(),
+                vport: 80,
+            },
+            daddr: "10.1.0.12".parse().unwrap(),
+            dport: 8080,
+            fwmark: 0,
+            state: if template { 0 } else { 1 },
+            inactive: false,
+            no_output: forward != Forward::Masq,
+            forward,
+            timeout: Span::from_secs(900),
+        }
+    }
+
+    #[test]
+    fn records_survive_the_wire() {
+        for (forward, bits) in [
+            (Forward::Masq, CONN_F_MASQ),
+            (Forward::Local, CONN_F_LOCALNODE),
+            (Forward::Tunnel(TunnelConfig::default()), CONN_F_TUNNEL),
+            (Forward::Route, CONN_F_DROUTE),
+        ] {
+            for template in [false, true] {
+                let rec = record(forward, template);
+                let conn = to_wire(&rec).unwrap();
+                assert_eq!(conn.flags & wire::CONN_F_FWD_MASK, bits);
+                assert_eq!(conn.is_template(), template);
+                assert_eq!(conn.timeout, 900);
+                let bytes = wire::encode_v1(
+                    &SyncMessage {
+                        syncid: 4,
+                        conns: vec![conn],
+                    },
+                    1472,
+                )
+                .unwrap();
+                let back = wire::decode(&bytes[0]).unwrap();
+                assert_eq!(from_wire(&back.conns[0]), Some(rec));
+            }
+        }
+        assert!(to_wire(&record(Forward::FullNat, false)).is_none());
+    }
+
+    #[test]
+    fn inactive_and_fwmark_are_carried() {
+        let mut rec = record(Forward::Route, false);
+        rec.inactive = true;
+        rec.fwmark = 42;
+        rec.state = 5;
+        let conn = to_wire(&rec).unwrap();
+        assert!(conn.is_inactive() && conn.is_no_output());
+        assert_eq!((conn.fwmark, conn.state), (42, 5));
+        assert_eq!(from_wire(&conn), Some(rec));
+    }
+
+    #[test]
+    fn entries_the_kernel_skips_are_not_imported() {
+        let mut conn = to_wire(&record(Forward::Masq, false)).unwrap();
+        conn.pe_data = Some(b"call-id".to_vec());
+        assert!(from_wire(&conn).is_none());
+        let mut conn = to_wire(&record(Forward::Masq, false)).unwrap();
+        conn.state = 256;
+        assert!(from_wire(&conn).is_none());
+    }
+
+    #[test]
+    fn the_resync_request_is_nothing_to_a_sync_receiver() {
+        let request = resync_request(7);
+        assert_eq!(parse_resync_request(&request), Some(7));
+        // Our own decoder refuses it as a v1 message with a non-zero spare
+        // field; the kernel reads it as a v0 message whose count byte is 0.
+        assert_eq!(
+            wire::decode(&request),
+            Err(wire::SyncError::NonZeroSpare(RESYNC_SPARE))
+        );
+        assert_eq!(request[0], 0, "the v0 entry count the kernel reads");
+        // A real (empty-spare) v1 header is not a request.
+        let mut plain = request;
+        plain[6] = 0;
+        plain[7] = 0;
+        assert_eq!(parse_resync_request(&plain), None);
+        let mut longer = request.to_vec();
+        longer.extend_from_slice(&[0; 4]);
+        assert_eq!(parse_resync_request(&longer), None);
+    }
+}
