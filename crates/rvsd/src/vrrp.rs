@@ -864,7 +864,7 @@ mod tests {
     /// fails and changes nothing, as with ipvsadm).
     fn run_through(states: &[State]) -> Vec<(State, Option<Role>, Option<Role>)> {
         let (mut master, mut backup) = (false, false);
-        let mut apply = |steps: &[SyncStep], master: &mut bool, backup: &mut bool| {
+        let apply = |steps: &[SyncStep], master: &mut bool, backup: &mut bool| {
             for s in steps {
                 match *s {
                     SyncStep::Start(Role::Master) => *master = true,
