@@ -272,3 +272,119 @@ fn a_late_backup_gets_the_whole_table_on_request() {
     rt.block_on(db.stop(Role::Backup)).unwrap();
     rt.block_on(dm.stop(Role::Master)).unwrap();
 }
+
+/// Waits for `needle` in a director's log.
+fn log_shows(d: &common::netns::Director, needle: &[&str], timeout: Duration) -> bool {
+    wait_until(timeout, || {
+        d.log()
+            .lines()
+            .any(|l| needle.iter().all(|n| l.contains(n)))
+    })
+}
+
+#[test]
+fn keepalived_lvs_sync_daemon_follows_the_vrrp_instance() {
+    use common::netns::{Director, Kind, VrrpConf, VrrpState};
+    if !is_root() {
+        eprintln!("SKIP: keepalived_lvs_sync_daemon_follows_the_vrrp_instance needs root");
+        return;
+    }
+    let lan = Lan::new();
+    let a = lan.add_node("a", "10.9.0.1/24");
+    let b = lan.add_node("b", "10.9.0.2/24");
+    let watcher = lan.add_node("watch", "10.9.0.3/24");
+    // A listener on the sync group hears the backups' whole-table requests.
+    let listener = in_netns(watcher.ns(), || {
+        use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+        let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+        s.set_reuse_address(true).unwrap();
+        s.join_multicast_v4(&Ipv4Addr::new(224, 0, 0, 81), &Ipv4Addr::new(10, 9, 0, 3))
+            .unwrap();
+        s.bind(&SockAddr::from(std::net::SocketAddr::from((
+            Ipv4Addr::new(224, 0, 0, 81),
+            8848,
+        ))))
+        .unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        std::net::UdpSocket::from(s)
+    });
+    let requests = Arc::new(Mutex::new(Vec::<(Ipv4Addr, Vec<u8>)>::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (requests, stop) = (requests.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok((n, std::net::SocketAddr::V4(from))) = listener.recv_from(&mut buf) {
+                    requests
+                        .lock()
+                        .unwrap()
+                        .push((*from.ip(), buf[..n].to_vec()));
+                }
+            }
+        })
+    };
+
+    let vip = Ipv4Addr::new(10, 9, 0, 100);
+    let conf = |state, prio, name: &str| {
+        VrrpConf::new(state, 51, prio, vip).render(name).replacen(
+            "global_defs {\n",
+            "global_defs {\n    lvs_sync_daemon eth0 VI_1\n",
+            1,
+        )
+    };
+    let mut da = Director::start_text(Kind::Rvsd, &a, &conf(VrrpState::Master, 150, "a"), vip, "a");
+    let db = Director::start_text(Kind::Rvsd, &b, &conf(VrrpState::Backup, 100, "b"), vip, "b");
+
+    let started = ["sync daemon started"];
+    assert!(
+        log_shows(
+            &da,
+            &[started[0], "role=Master", "syncid=51"],
+            Duration::from_secs(10)
+        ),
+        "a: {}",
+        da.log()
+    );
+    assert!(
+        log_shows(
+            &db,
+            &[started[0], "role=Backup", "syncid=51"],
+            Duration::from_secs(10)
+        ),
+        "b: {}",
+        db.log()
+    );
+    // Both began as backups and asked for the table (syncid = the VRID).
+    assert!(wait_until(Duration::from_secs(3), || {
+        let r = requests.lock().unwrap();
+        [Ipv4Addr::new(10, 9, 0, 1), Ipv4Addr::new(10, 9, 0, 2)]
+            .iter()
+            .all(|ip| {
+                r.iter()
+                    .any(|(from, bytes)| from == ip && *bytes == rvsd::sync::resync_request(51))
+            })
+    }));
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(!db.log().contains("role=Master"), "b: {}", db.log());
+
+    // A goes away: B takes over and switches to the master daemon.
+    da.terminate();
+    assert!(
+        log_shows(&db, &[started[0], "role=Master"], Duration::from_secs(10)),
+        "b: {}",
+        db.log()
+    );
+    assert!(
+        log_shows(
+            &da,
+            &["sync daemon stopped", "role=Master"],
+            Duration::from_secs(5)
+        ),
+        "a: {}",
+        da.log()
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    reader.join().unwrap();
+}
