@@ -5,7 +5,8 @@
 //! packets; the backups must end up with the same table (client, virtual
 //! address, real server, state), a backup of another syncid with nothing, and
 //! a backup started after the traffic stopped must get everything by the rvs
-//! whole-table request.
+//! whole-table request. Last, two rvsd running a keepalived.conf with
+//! `lvs_sync_daemon` must switch their daemons with the VRRP instance.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
