@@ -21,6 +21,13 @@
 //! its own is 0) with `Director::sync_export`, at most once a second. Kernel
 //! directors ignore the request (see [`resync_request`]).
 //!
+//! Differences from the kernel: the master flushes every 100 ms, not 2 s;
+//! one sender and one receiver per daemon (no `sync_ports` threads); only
+//! version 1 is sent, without sequence or persistence-engine options (the core
+//! keeps neither); FullNat records (an rvs method IPVS does not have) are not
+//! sent; the maxlen default reads the MTU from /sys/class/net (1500 if
+//! unreadable); an IPv6 send socket is not bound to an address.
+//!
 //! Invariants: at most one daemon per role; while any daemon runs the core's
 //! hash pickup is on (`Director::set_hash_pickup`), and off when none runs; the
 //! master's announcements are on exactly while the master daemon runs; the
