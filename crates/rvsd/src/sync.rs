@@ -129,6 +129,9 @@ pub struct SyncStats {
     pub conns_sent: u64,
     /// Master: records the core queued but the sender lost (queue full).
     pub conns_dropped: u64,
+    /// Master: records not sent because their forwarding method has no IPVS
+    /// equivalent (FullNat): a kernel backup could not apply them.
+    pub conns_skipped: u64,
     /// Backup: messages and records received (after the syncid filter).
     pub messages_received: u64,
     pub conns_received: u64,
@@ -448,6 +451,7 @@ impl TaskCtx {
         let conns: Vec<SyncConn> = records.iter().filter_map(to_wire).collect();
         let skipped = records.len() - conns.len();
         if skipped > 0 {
+            self.count(|s| s.conns_skipped += skipped as u64);
             tracing::debug!(
                 skipped,
                 "sync: records with no IPVS forwarding method not sent"
