@@ -171,6 +171,8 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), S
     let restored = control.configured().services.len();
     let epoch = control.epoch();
     let shared: Shared = Arc::new(Mutex::new(control));
+    // The one set of connection sync daemons: the API, /metrics and
+    // keepalived's lvs_sync_daemon (through the VRRP driver) share it.
     let sync_daemons = crate::sync::SyncDaemons::new(shared.clone());
     lock(&shared).attach_sync(sync_daemons.clone());
     let plane = match opts.plane {
@@ -277,7 +279,7 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), S
     }
 
     if !vrrp_plan.is_empty() {
-        let driver = match Driver::open(&vrrp_plan, epoch) {
+        let mut driver = match Driver::open(&vrrp_plan, epoch) {
             Ok(d) => d,
             Err(e) => {
                 let _ = quit_tx.send(true);
@@ -288,6 +290,9 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), S
                 return Err(e.into());
             }
         };
+        if let Some(plan) = &vrrp_plan.sync_daemon {
+            driver.attach_sync_daemons(plan, sync_daemons.clone());
+        }
         lock(&shared).attach_vrrp(driver.status());
         tracing::info!(instances = vrrp_plan.instances.len(), "VRRP running");
         tasks.push(tokio::spawn(driver.run(quit_rx.clone())));

@@ -13,6 +13,8 @@
 //!   claims or cannot be read is counted, never acted on.
 //! - On stop every master sends priority 0 and removes its addresses before the
 //!   task ends (rvsd waits for it).
+//! - With `lvs_sync_daemon`, the connection sync daemons follow the named
+//!   instance's state as keepalived's do ([`sync_steps`]).
 //! - The data plane needs nothing from here: the socket plane listens on every
 //!   virtual service with IP_FREEBIND, so it serves a VIP from the moment the
 //!   address is on the interface.
@@ -32,7 +34,8 @@ use rvs_wire::vrrp::{VrrpVersion, VRRP_MCAST_V4, VRRP_MCAST_V6};
 use tokio::sync::{mpsc, watch};
 
 use crate::keepalived::scripts;
-use crate::keepalived::vrrp_plan::{NotifyPlan, ScriptPlan, TrackPlan, VrrpPlan};
+use crate::keepalived::vrrp_plan::{NotifyPlan, ScriptPlan, SyncDaemonPlan, TrackPlan, VrrpPlan};
+use crate::sync::{DaemonConfig, Role, SyncDaemons, SyncError};
 
 /// How often tracked interfaces are looked at.
 const LINK_POLL: Duration = Duration::from_millis(100);
@@ -112,6 +115,57 @@ pub struct Driver {
     epoch: Instant,
     unknown_vrid: u64,
     bad_ip_header: u64,
+    sync: Option<SyncLink>,
+}
+
+/// The sync daemons under `lvs_sync_daemon`, and the last state of the
+/// instance they follow.
+struct SyncLink {
+    daemons: SyncDaemons,
+    instance: usize,
+    config: DaemonConfig,
+    last: Option<State>,
+}
+
+/// What to do with a sync daemon.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncStep {
+    Start(Role),
+    Stop(Role),
+}
+
+/// What keepalived does with the sync daemons when VRRP starts: the backup
+/// daemon, whatever the instance will become (keepalived/vrrp/vrrp_scheduler.c
+/// vrrp_init_state, lines 225-230 and 259-265: the instance is not yet master
+/// there; it turns master right after, which then switches the daemons).
+pub const SYNC_AT_STARTUP: [SyncStep; 1] = [SyncStep::Start(Role::Backup)];
+
+/// keepalived's rule for the sync daemons when the `lvs_sync_daemon` instance
+/// goes from `was` to `now`:
+/// - becoming MASTER stops the backup daemon and starts the master one
+///   (vrrp.c:1702-1703 vrrp_state_become_master -> ipvs_syncd_master,
+///   check/ipvswrapper.c:970);
+/// - leaving MASTER (for BACKUP or FAULT) stops the master daemon and starts
+///   the backup one (vrrp.c:1787-1791 vrrp_state_leave_master, only when the
+///   addresses were set, i.e. it was master -> ipvs_syncd_backup,
+///   ipvswrapper.c:978); BACKUP <-> FAULT changes nothing;
+/// - stopping VRRP stops the daemon of the current role (vrrp_daemon.c:411-417).
+pub fn sync_steps(was: Option<State>, now: State) -> &'static [SyncStep] {
+    const BECOME_MASTER: [SyncStep; 2] =
+        [SyncStep::Stop(Role::Backup), SyncStep::Start(Role::Master)];
+    const LEAVE_MASTER: [SyncStep; 2] =
+        [SyncStep::Stop(Role::Master), SyncStep::Start(Role::Backup)];
+    const STOP_MASTER: [SyncStep; 1] = [SyncStep::Stop(Role::Master)];
+    const STOP_BACKUP: [SyncStep; 1] = [SyncStep::Stop(Role::Backup)];
+    let was_master = was == Some(State::Master);
+    match now {
+        State::Stop if was_master => &STOP_MASTER,
+        State::Stop => &STOP_BACKUP,
+        State::Master if !was_master => &BECOME_MASTER,
+        State::Master => &[],
+        State::Backup | State::Fault | State::Init if was_master => &LEAVE_MASTER,
+        State::Backup | State::Fault | State::Init => &[],
+    }
 }
 
 fn sys(instance: &str) -> impl FnOnce(rvs_sys::SysError) -> VrrpStartError + '_ {
@@ -288,7 +342,57 @@ impl Driver {
             epoch,
             unknown_vrid: 0,
             bad_ip_header: 0,
+            sync: None,
         })
+    }
+
+    /// Lets the `lvs_sync_daemon` plan drive `daemons` (keepalived runs the
+    /// IPVS sync daemons from its VRRP process).
+    pub fn attach_sync_daemons(&mut self, plan: &SyncDaemonPlan, daemons: SyncDaemons) {
+        self.sync = Some(SyncLink {
+            daemons,
+            instance: plan.instance,
+            config: plan.config.clone(),
+            last: None,
+        });
+    }
+
+    /// Carries out sync daemon steps; failures are logged as keepalived logs
+    /// its ipvs_syncd_cmd errors, and the instance goes on.
+    async fn sync_do(&self, steps: &[SyncStep]) {
+        let Some(link) = &self.sync else { return };
+        for step in steps {
+            let result = match *step {
+                SyncStep::Start(role) => {
+                    link.daemons
+                        .start(DaemonConfig {
+                            role,
+                            ..link.config.clone()
+                        })
+                        .await
+                }
+                SyncStep::Stop(role) => link.daemons.stop(role).await,
+            };
+            match result {
+                Ok(()) => {}
+                // Stopping what does not run is the usual first half of a switch.
+                Err(e @ SyncError::NotRunning(_)) => tracing::debug!(error = %e, "lvs_sync_daemon"),
+                Err(e) => tracing::error!(error = %e, "lvs_sync_daemon"),
+            }
+        }
+    }
+
+    /// The sync daemons follow the `lvs_sync_daemon` instance's new state.
+    async fn sync_follow(&mut self, instance: usize, state: State) {
+        let Some(link) = self.sync.as_mut() else {
+            return;
+        };
+        if link.instance != instance || link.last == Some(state) {
+            return;
+        }
+        let steps = sync_steps(link.last, state);
+        link.last = Some(state);
+        self.sync_do(steps).await;
     }
 
     /// The status the API serves; updated after every event.
@@ -380,6 +484,7 @@ impl Driver {
                 }
             }
         }
+        self.sync_do(&SYNC_AT_STARTUP).await;
         let now = self.now();
         self.vrrp.start(now);
         self.execute().await;
@@ -524,7 +629,25 @@ impl Driver {
                         }
                     }
                 }
-                Action::Notify(n) => self.notify(n),
+                Action::Notify(n) => {
+                    // keepalived switches the daemons after the notifications
+                    // when becoming master (vrrp.c vrrp_state_become_master),
+                    // before them otherwise (vrrp_state_leave_master, stop_vrrp).
+                    let instance = match n.target {
+                        NoticeTarget::Instance(i) => Some(i),
+                        NoticeTarget::Group(_) => None,
+                    };
+                    let state = n.state;
+                    if state == State::Master {
+                        self.notify(n);
+                    }
+                    if let Some(i) = instance {
+                        self.sync_follow(i, state).await;
+                    }
+                    if state != State::Master {
+                        self.notify(n);
+                    }
+                }
             }
         }
     }
@@ -729,5 +852,71 @@ async fn run_script(index: usize, plan: ScriptPlan, tx: mpsc::Sender<(Source, bo
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Which daemon runs after following `states` from VRRP's start, with
+    /// the daemons as a set (starting a running one or stopping a stopped one
+    /// fails and changes nothing, as with ipvsadm).
+    fn run_through(states: &[State]) -> Vec<(State, Option<Role>, Option<Role>)> {
+        let (mut master, mut backup) = (false, false);
+        let apply = |steps: &[SyncStep], master: &mut bool, backup: &mut bool| {
+            for s in steps {
+                match *s {
+                    SyncStep::Start(Role::Master) => *master = true,
+                    SyncStep::Start(Role::Backup) => *backup = true,
+                    SyncStep::Stop(Role::Master) => *master = false,
+                    SyncStep::Stop(Role::Backup) => *backup = false,
+                }
+            }
+        };
+        apply(&SYNC_AT_STARTUP, &mut master, &mut backup);
+        let mut last = None;
+        let mut out = Vec::new();
+        for &s in states {
+            apply(sync_steps(last, s), &mut master, &mut backup);
+            last = Some(s);
+            out.push((
+                s,
+                master.then_some(Role::Master),
+                backup.then_some(Role::Backup),
+            ));
+        }
+        out
+    }
+
+    #[test]
+    fn the_daemons_follow_the_instance_as_keepalived_switches_them() {
+        use State::*;
+        let m = Some(Role::Master);
+        let b = Some(Role::Backup);
+        assert_eq!(
+            run_through(&[Backup, Master, Backup, Fault, Backup, Master, Fault, Master, Stop]),
+            vec![
+                (Backup, None, b),
+                (Master, m, None),
+                (Backup, None, b),
+                (Fault, None, b),
+                (Backup, None, b),
+                (Master, m, None),
+                (Fault, None, b),
+                (Master, m, None),
+                (Stop, None, None),
+            ]
+        );
+        // An owner goes straight to MASTER; a backup that stops stops its daemon.
+        assert_eq!(run_through(&[Master]), vec![(Master, m, None)]);
+        assert_eq!(
+            run_through(&[Backup, Stop]),
+            vec![(Backup, None, b), (Stop, None, None)]
+        );
+        assert_eq!(
+            run_through(&[Fault, Stop]),
+            vec![(Fault, None, b), (Stop, None, None)]
+        );
     }
 }

@@ -10,6 +10,12 @@
 //! centiseconds (v3); the password is its first 8 bytes; a `track_script`
 //! weight overrides the script's; a sync group's trackers apply to each member.
 //!
+//! `global_defs { lvs_sync_daemon IF INSTANCE [id N] [maxlen N] [port N] [ttl N]
+//! [group IP] }` becomes [`SyncDaemonPlan`]: the sync daemons follow the named
+//! instance (see `crate::vrrp::sync_steps`). As keepalived/vrrp/vrrp.c (instance
+//! completion) does, an unknown instance drops the setting with a warning, and
+//! the syncid defaults to the instance's virtual_router_id.
+//!
 //! Invariant: a plan names only scripts that exist and instances of one family.
 
 use std::net::IpAddr;
@@ -112,6 +118,46 @@ pub struct VrrpPlan {
     pub instances: Vec<InstancePlan>,
     pub groups: Vec<GroupPlan>,
     pub scripts: Vec<ScriptPlan>,
+    /// `lvs_sync_daemon`, when its instance exists.
+    pub sync_daemon: Option<SyncDaemonPlan>,
+}
+
+/// The sync daemons keepalived's VRRP runs: which instance they follow and
+/// their settings (`config.role` is decided by that instance's state).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncDaemonPlan {
+    pub instance: usize,
+    pub config: crate::sync::DaemonConfig,
+}
+
+/// Resolves `lvs_sync_daemon` against the instances (keepalived/vrrp/vrrp.c,
+/// the lvs_syncd part of instance completion).
+fn sync_daemon_plan(cfg: &KeepalivedConfig) -> Option<SyncDaemonPlan> {
+    let d = cfg.global.lvs_sync_daemon.as_ref()?;
+    let Some(instance) = cfg
+        .vrrp_instances
+        .iter()
+        .position(|vi| vi.name == d.instance)
+    else {
+        tracing::warn!(
+            "Unable to find vrrp instance {} for lvs_syncd - clearing lvs_syncd config",
+            d.instance
+        );
+        return None;
+    };
+    let vrid = cfg.vrrp_instances[instance].virtual_router_id;
+    Some(SyncDaemonPlan {
+        instance,
+        config: crate::sync::DaemonConfig {
+            role: crate::sync::Role::Backup,
+            mcast_ifn: d.interface.clone(),
+            syncid: d.syncid.unwrap_or(vrid),
+            maxlen: d.maxlen,
+            group: d.group,
+            port: d.port,
+            ttl: d.ttl,
+        },
+    })
 }
 
 impl VrrpPlan {
@@ -347,6 +393,7 @@ pub fn plan(cfg: &KeepalivedConfig) -> Result<VrrpPlan, TranslateError> {
         instances,
         groups,
         scripts,
+        sync_daemon: sync_daemon_plan(cfg),
     })
 }
 
@@ -574,5 +621,65 @@ mod tests {
              }",
         );
         assert!(plan(&cfg).unwrap_err().message.contains("mixes"));
+    }
+
+    #[test]
+    fn lvs_sync_daemon_follows_its_instance() {
+        let cfg = parse(
+            "global_defs {
+               lvs_sync_daemon eth1 B maxlen 1400 port 8850 ttl 3 group 239.1.2.3
+             }
+             vrrp_instance A {
+               interface eth0
+               virtual_router_id 1
+               virtual_ipaddress {
+                 10.0.0.1
+               }
+             }
+             vrrp_instance B {
+               interface eth0
+               virtual_router_id 42
+               virtual_ipaddress {
+                 10.0.0.2
+               }
+             }",
+        );
+        let p = plan(&cfg).unwrap().sync_daemon.unwrap();
+        assert_eq!(p.instance, 1);
+        assert_eq!(p.config.mcast_ifn, "eth1");
+        assert_eq!(p.config.syncid, 42, "the instance's VRID by default");
+        assert_eq!(p.config.maxlen, Some(1400));
+        assert_eq!(p.config.port, Some(8850));
+        assert_eq!(p.config.ttl, Some(3));
+        assert_eq!(p.config.group, Some("239.1.2.3".parse().unwrap()));
+
+        let cfg = parse(
+            "global_defs {
+               lvs_sync_daemon eth1 A id 7
+             }
+             vrrp_instance A {
+               interface eth0
+               virtual_router_id 1
+               virtual_ipaddress {
+                 10.0.0.1
+               }
+             }",
+        );
+        let p = plan(&cfg).unwrap().sync_daemon.unwrap();
+        assert_eq!((p.instance, p.config.syncid), (0, 7));
+
+        let cfg = parse(
+            "global_defs {
+               lvs_sync_daemon eth1 NOPE
+             }
+             vrrp_instance A {
+               interface eth0
+               virtual_router_id 1
+               virtual_ipaddress {
+                 10.0.0.1
+               }
+             }",
+        );
+        assert!(plan(&cfg).unwrap().sync_daemon.is_none());
     }
 }
