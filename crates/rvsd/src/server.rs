@@ -27,6 +27,7 @@ use crate::demo::{self, DemoConfig, DemoError, DemoServers};
 use crate::http::{self, lock, Shared};
 use crate::keepalived::Keepalived;
 use crate::state::StateFile;
+use crate::sync::SyncDaemons;
 use crate::vrrp::Driver;
 
 /// How rvsd runs.
@@ -171,6 +172,7 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), S
     let restored = control.configured().services.len();
     let epoch = control.epoch();
     let shared: Shared = Arc::new(Mutex::new(control));
+    let sync_daemons = SyncDaemons::new(shared.clone());
     let plane = match opts.plane {
         None => None,
         Some(cfg) => Some(start_plane(cfg, &shared, epoch)?),
@@ -233,7 +235,7 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), S
     let mut tasks = Vec::new();
     {
         let mut q = quit_rx.clone();
-        let app = http::router(shared.clone())
+        let app = http::router(shared.clone(), sync_daemons.clone())
             .layer(axum::Extension(crate::dashboard::Quit(quit_rx.clone())));
         tasks.push(tokio::spawn(async move {
             let _ = axum::serve(unix, app)
@@ -245,8 +247,9 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), S
     }
     if let Some((listener, token, addr)) = tcp {
         let mut q = quit_rx.clone();
-        let app = http::router_with_token(shared.clone(), token, opts.open_reads)
-            .layer(axum::Extension(crate::dashboard::Quit(quit_rx.clone())));
+        let app =
+            http::router_with_token(shared.clone(), sync_daemons.clone(), token, opts.open_reads)
+                .layer(axum::Extension(crate::dashboard::Quit(quit_rx.clone())));
         if opts.open_reads {
             tracing::info!(%addr, "admin API on TCP (reads open, changes need the bearer token)");
         } else {
