@@ -844,7 +844,7 @@ fn daemon_lines_as_ipvsadm_prints_them() {
     assert_eq!(render_daemons(&[master, backup]), want);
     let v6 = daemon(DaemonState::Backup, "lo", 2, 65487, "ff02::81");
     assert_eq!(
-        render_daemons(&[v6.clone()]),
+        render_daemons(std::slice::from_ref(&v6)),
         "backup sync daemon (mcast=lo, syncid=2, maxlen=65487, group=ff02::81, port=8848, ttl=1)\n"
     );
     // zero maxlen, port and ttl are left out, as list_daemon does

@@ -6,7 +6,8 @@
 //! reaches the daemons; every refusal carries the errno the kernel returns for
 //! the same request (net/netfilter/ipvs/ip_vs_sync.c `start_sync_thread` and
 //! `stop_sync_thread`: EEXIST when that daemon runs, ESRCH when it does not,
-//! ENODEV for a missing interface), so `rvsadm` prints libipvs's text.
+//! ENODEV for a missing interface, checked first as the kernel does), so
+//! `rvsadm` prints libipvs's text.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -90,6 +91,10 @@ fn interface_exists(name: &str) -> bool {
         && std::path::Path::new("/sys/class/net").join(name).exists()
 }
 
+fn no_such_interface(name: &str) -> ApiError {
+    ApiError::new(ErrorKind::Invalid, format!("no network interface {name:?}")).with_errno("ENODEV")
+}
+
 /// The errno name of an OS error number, for the errors a socket set-up meets.
 fn errno_name(code: i32) -> Option<&'static str> {
     Some(match code {
@@ -130,6 +135,7 @@ pub fn api_error_of(e: SyncError, interface: Option<&str>) -> ApiError {
         SyncError::NotRunning(_) => ApiError::new(ErrorKind::NoDaemon, message).with_errno("ESRCH"),
         SyncError::Setup(_) => {
             let err = ApiError::new(ErrorKind::Invalid, message.clone());
+            // the interface may have gone between the handler's look-up and the start
             if interface.is_some_and(|i| !interface_exists(i)) {
                 return err.with_errno("ENODEV");
             }
@@ -150,6 +156,12 @@ pub async fn list(State(sync): State<SyncDaemons>) -> Response {
 pub async fn start(State(sync): State<SyncDaemons>, body: Bytes) -> Result<Response, ApiResponse> {
     let spec: DaemonSpec = parse_body(&body)?;
     spec.check()?;
+    // The kernel looks the interface up before it looks at the running daemons:
+    // a missing interface is ENODEV even when that role runs already
+    // (tests/golden/daemon-sync.golden).
+    if !interface_exists(&spec.mcast_interface) {
+        return Err(no_such_interface(&spec.mcast_interface).into());
+    }
     sync.start(config_of(&spec))
         .await
         .map_err(|e| api_error_of(e, Some(&spec.mcast_interface)))?;

@@ -167,6 +167,14 @@ fn daemons_start_list_and_stop() {
         (status, e.kind, e.errno.as_deref()),
         (409, ErrorKind::DaemonRunning, Some("EEXIST"))
     );
+    // the interface is looked up first, as the kernel does: ENODEV, not EEXIST
+    let (status, body) = post(r#"{"state":"master","mcast_interface":"nosuch0"}"#);
+    let (status, e) = error_of(status, &body);
+    assert_eq!(
+        (status, e.errno.as_deref()),
+        (422, Some("ENODEV")),
+        "{body}"
+    );
 
     let o = d.rvsadm(&[
         "--start-daemon",
