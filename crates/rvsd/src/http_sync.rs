@@ -82,13 +82,10 @@ fn daemons_view(sync: &SyncDaemons) -> DaemonsView {
     }
 }
 
-/// Whether the kernel knows a network interface of that name.
+/// Whether rvsd's network namespace has an interface of that name (the
+/// kernel's `__dev_get_by_name` in `start_sync_thread`).
 fn interface_exists(name: &str) -> bool {
-    !name.is_empty()
-        && name != "."
-        && name != ".."
-        && !name.contains('/')
-        && std::path::Path::new("/sys/class/net").join(name).exists()
+    !name.is_empty() && !name.contains('\0') && nix::net::if_::if_nametoindex(name).is_ok()
 }
 
 fn no_such_interface(name: &str) -> ApiError {
@@ -215,8 +212,10 @@ mod tests {
             Some("nosuch0"),
         );
         assert_eq!(e.errno.as_deref(), Some("ENODEV"));
-        let e = api_error_of(SyncError::Setup("x".into()), Some("../lo"));
+        let e = api_error_of(SyncError::Setup("x".into()), Some("lo/"));
         assert_eq!(e.errno.as_deref(), Some("ENODEV"));
+        assert!(interface_exists("lo"));
+        assert!(!interface_exists("") && !interface_exists("l\0o"));
         let e = api_error_of(
             SyncError::Setup("connect: Network is unreachable (os error 101)".into()),
             Some("lo"),
