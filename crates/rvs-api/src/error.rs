@@ -31,6 +31,10 @@ pub enum ErrorKind {
     Persist,
     /// Something rvs does not do yet (HTTP 501).
     NotImplemented,
+    /// That sync daemon runs already (EEXIST, HTTP 409).
+    DaemonRunning,
+    /// No sync daemon of that role runs (ESRCH, HTTP 404).
+    NoDaemon,
 }
 
 impl ErrorKind {
@@ -38,8 +42,11 @@ impl ErrorKind {
         match self {
             ErrorKind::BadRequest => 400,
             ErrorKind::Unauthorized => 401,
-            ErrorKind::NotFound | ErrorKind::NoService | ErrorKind::NoServer => 404,
-            ErrorKind::ServiceExists | ErrorKind::ServerExists => 409,
+            ErrorKind::NotFound
+            | ErrorKind::NoService
+            | ErrorKind::NoServer
+            | ErrorKind::NoDaemon => 404,
+            ErrorKind::ServiceExists | ErrorKind::ServerExists | ErrorKind::DaemonRunning => 409,
             ErrorKind::Invalid | ErrorKind::SchedulerNotFound => 422,
             ErrorKind::Persist => 500,
             ErrorKind::NotImplemented => 501,

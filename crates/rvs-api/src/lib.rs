@@ -10,6 +10,7 @@
 
 mod convert;
 mod error;
+mod sync;
 mod vrrp;
 
 use std::net::IpAddr;
@@ -18,6 +19,10 @@ use serde::{Deserialize, Serialize};
 
 pub use convert::{key_of, ref_of, server_spec_of, service_spec_of};
 pub use error::{ApiError, ErrorKind};
+pub use sync::{
+    DaemonSpec, DaemonState, DaemonView, DaemonsView, SyncStatsView, MAX_IFNAME_LEN,
+    MAX_SYNC_MAXLEN,
+};
 pub use vrrp::{VrrpCountersView, VrrpGroupView, VrrpInstanceView, VrrpTrackerView, VrrpView};
 
 /// API version prefix of every path.

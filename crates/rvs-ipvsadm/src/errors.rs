@@ -81,7 +81,10 @@ fn strerror(errno: &str) -> Option<&'static str> {
         "ENOTCONN" => "Transport endpoint is not connected",
         "ETIMEDOUT" => "Connection timed out",
         "ECONNREFUSED" => "Connection refused",
+        "EADDRINUSE" => "Address already in use",
         "EADDRNOTAVAIL" => "Cannot assign requested address",
+        "ENETDOWN" => "Network is down",
+        "ENETUNREACH" => "Network is unreachable",
         "ENOTEMPTY" => "Directory not empty",
         "ENOLINK" => "Link has been severed",
         "EPROTO" => "Protocol error",
@@ -130,6 +133,10 @@ mod tests {
         assert_eq!(m(Op::Clear, "ESRCH"), "No such process");
         assert_eq!(m(Op::StartDaemon, "EEXIST"), "Daemon has already run");
         assert_eq!(m(Op::StopDaemon, "ESRCH"), "No daemon is running");
+        assert_eq!(m(Op::StartDaemon, "ESRCH"), "No such process");
+        assert_eq!(m(Op::StopDaemon, "EEXIST"), "File exists");
+        assert_eq!(m(Op::StartDaemon, "ENODEV"), "No such device");
+        assert_eq!(m(Op::StartDaemon, "ENETUNREACH"), "Network is unreachable");
         assert_eq!(
             m(Op::AddServer, "EINVAL"),
             "Invalid operation.  Possibly wrong module version, address not unicast, ..."

@@ -36,7 +36,9 @@ use std::net::{IpAddr, Ipv4Addr};
 
 pub use errors::error_message;
 pub use parse::{parse_args, parse_args_ext};
-pub use render::{render_conns, render_list_all, render_list_service, render_timeout};
+pub use render::{
+    render_conns, render_daemons, render_list_all, render_list_service, render_timeout,
+};
 pub use restore::{
     personality, restore_lines, restore_script_input, save_script_args, Personality,
 };
@@ -196,10 +198,7 @@ pub enum Action {
     Failed(Output),
     /// One table change; the caller sends it to the daemon. On an error, ipvsadm
     /// prints `error_message(op, err)` and a newline on stderr and its status is 255.
-    Apply {
-        op: Op,
-        command: rvs_api::Command,
-    },
+    Apply { op: Op, command: rvs_api::Command },
     /// `-L`/`-l` (also ipvsadm with no argument at all): [`render_list_all`].
     ListAll(Format),
     /// `-L -t|-u|--sctp-service|-f ...`: [`render_list_service`]. Its `Err` ends the
@@ -209,12 +208,41 @@ pub enum Action {
     ListConns(Format),
     /// `-L --timeout`: [`render_timeout`].
     ListTimeout,
-    /// `-L --daemon`: one line per running sync daemon (rvs runs none, so nothing).
+    /// `-L --daemon`: [`render_daemons`] of the running sync daemons.
     ListDaemon,
     /// `-S`: [`render_list_all`] with `format.rule` set (`numeric` as given).
     Save(Format),
     /// `-R`: read rules from standard input (see above).
     Restore,
+    /// `--start-daemon`: send [`DaemonArgs::spec`]; on an error print
+    /// `error_message(Op::StartDaemon, err)` and a newline on stderr, status 255.
     StartDaemon(DaemonArgs),
+    /// `--stop-daemon`: stop the daemon of that role; on an error print
+    /// `error_message(Op::StopDaemon, err)` and a newline on stderr, status 255.
     StopDaemon(DaemonArgs),
+}
+
+impl DaemonArgs {
+    /// The API request ipvsadm's options amount to (ipvsadm sends syncid 0
+    /// without `--syncid`, and leaves the other settings to the kernel).
+    pub fn spec(&self) -> rvs_api::DaemonSpec {
+        rvs_api::DaemonSpec {
+            state: self.state(),
+            mcast_interface: self.mcast_interface.clone(),
+            syncid: self.syncid.unwrap_or(0),
+            sync_maxlen: self.sync_maxlen,
+            mcast_group: self.mcast_group,
+            mcast_port: self.mcast_port,
+            mcast_ttl: self.mcast_ttl,
+        }
+    }
+
+    /// `master` or `backup`.
+    pub fn state(&self) -> rvs_api::DaemonState {
+        if self.master {
+            rvs_api::DaemonState::Master
+        } else {
+            rvs_api::DaemonState::Backup
+        }
+    }
 }

@@ -907,6 +907,66 @@ fn listings() {
     );
 }
 
+/// Every option the parser accepts reaches the API request, and the request
+/// passes the API's own check (no value ipvsadm accepts is refused there).
+#[test]
+fn daemon_requests() {
+    let Action::StartDaemon(a) = run(&[
+        "--start-daemon",
+        "backup",
+        "--mcast-interface",
+        "averyveryverylonginterface",
+        "--syncid",
+        "255",
+        "--sync-maxlen",
+        "65507",
+        "--mcast-group",
+        "239.1.2.3",
+        "--mcast-port",
+        "65535",
+        "--mcast-ttl",
+        "255",
+    ]) else {
+        panic!("not a start")
+    };
+    let spec = a.spec();
+    assert_eq!(spec.state, rvs_api::DaemonState::Backup);
+    assert_eq!(spec.mcast_interface, "averyveryverylo");
+    assert_eq!(
+        (
+            spec.syncid,
+            spec.sync_maxlen,
+            spec.mcast_group,
+            spec.mcast_port,
+            spec.mcast_ttl
+        ),
+        (
+            255,
+            Some(65507),
+            Some(ip("239.1.2.3")),
+            Some(65535),
+            Some(255)
+        )
+    );
+    assert!(spec.check().is_ok());
+    let Action::StartDaemon(a) = run(&["--start-daemon", "master"]) else {
+        panic!("not a start")
+    };
+    let spec = a.spec();
+    assert_eq!(spec.state, rvs_api::DaemonState::Master);
+    assert_eq!((spec.mcast_interface.as_str(), spec.syncid), ("eth0", 0));
+    assert_eq!(
+        (
+            spec.sync_maxlen,
+            spec.mcast_group,
+            spec.mcast_port,
+            spec.mcast_ttl
+        ),
+        (None, None, None, None)
+    );
+    assert!(spec.check().is_ok());
+}
+
 #[test]
 fn daemons() {
     assert_eq!(

@@ -7,8 +7,8 @@
 use std::net::IpAddr;
 
 use rvs_api::{
-    ConnView, ForwardSpec, ServerView, ServiceRef, ServiceView, TableView, TimeoutsSpec,
-    TunnelCsumSpec, TunnelSpec, TunnelType,
+    ConnView, DaemonState, DaemonView, ForwardSpec, ServerView, ServiceRef, ServiceView, TableView,
+    TimeoutsSpec, TunnelCsumSpec, TunnelSpec, TunnelType,
 };
 
 use crate::clib::{cut, left, ntop, right};
@@ -484,6 +484,36 @@ pub fn render_timeout(t: &TimeoutsSpec) -> String {
         "Timeout (tcp tcpfin udp): {} {} {}\n",
         t.tcp as i32, t.tcpfin as i32, t.udp as i32
     )
+}
+
+/// `ipvsadm -L --daemon` (ipvsadm.c `list_daemon`): one line per running sync
+/// daemon, the master's first. maxlen, port and ttl are printed only when not
+/// zero (the kernel's netlink answer always fills them in; the old sockopt
+/// interface did not), the group always (a view always has one).
+pub fn render_daemons(daemons: &[DaemonView]) -> String {
+    let mut ordered: Vec<&DaemonView> = daemons.iter().collect();
+    ordered.sort_by_key(|d| d.state != DaemonState::Master);
+    let mut out = String::new();
+    for d in ordered {
+        out.push_str(&format!(
+            "{} sync daemon (mcast={}, syncid={}",
+            d.state.name(),
+            d.mcast_interface,
+            d.syncid
+        ));
+        if d.sync_maxlen != 0 {
+            out.push_str(&format!(", maxlen={}", d.sync_maxlen));
+        }
+        out.push_str(&format!(", group={}", ntop(&d.mcast_group)));
+        if d.mcast_port != 0 {
+            out.push_str(&format!(", port={}", d.mcast_port));
+        }
+        if d.mcast_ttl != 0 {
+            out.push_str(&format!(", ttl={}", d.mcast_ttl));
+        }
+        out.push_str(")\n");
+    }
+    out
 }
 
 #[cfg(test)]

@@ -816,3 +816,44 @@ TCP 60000:00 SYN_RECV    localhost:http     localhost:ssh      localhost:https
 "
     );
 }
+
+fn daemon(state: DaemonState, ifn: &str, syncid: u8, maxlen: u16, group: &str) -> DaemonView {
+    DaemonView {
+        state,
+        mcast_interface: ifn.into(),
+        syncid,
+        sync_maxlen: maxlen,
+        mcast_group: ip(group),
+        mcast_port: 8848,
+        mcast_ttl: 1,
+    }
+}
+
+/// Lines from tests/golden/daemon-sync.golden (ipvsadm 1.31 on Linux 6.1).
+#[test]
+fn daemon_lines_as_ipvsadm_prints_them() {
+    assert_eq!(render_daemons(&[]), "");
+    let master = daemon(DaemonState::Master, "lo", 7, 1472, "224.0.0.81");
+    let mut backup = daemon(DaemonState::Backup, "lo", 9, 1024, "239.1.2.3");
+    backup.mcast_port = 9000;
+    backup.mcast_ttl = 5;
+    let want = "master sync daemon (mcast=lo, syncid=7, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n\
+                backup sync daemon (mcast=lo, syncid=9, maxlen=1024, group=239.1.2.3, port=9000, ttl=5)\n";
+    // master first, whatever order the daemon answers in
+    assert_eq!(render_daemons(&[backup.clone(), master.clone()]), want);
+    assert_eq!(render_daemons(&[master, backup]), want);
+    let v6 = daemon(DaemonState::Backup, "lo", 2, 65487, "ff02::81");
+    assert_eq!(
+        render_daemons(std::slice::from_ref(&v6)),
+        "backup sync daemon (mcast=lo, syncid=2, maxlen=65487, group=ff02::81, port=8848, ttl=1)\n"
+    );
+    // zero maxlen, port and ttl are left out, as list_daemon does
+    let mut bare = v6;
+    bare.sync_maxlen = 0;
+    bare.mcast_port = 0;
+    bare.mcast_ttl = 0;
+    assert_eq!(
+        render_daemons(&[bare]),
+        "backup sync daemon (mcast=lo, syncid=2, group=ff02::81)\n"
+    );
+}

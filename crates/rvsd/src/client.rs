@@ -61,6 +61,13 @@ impl Client {
         self.request("POST", path, Some(bytes))
     }
 
+    pub fn delete<T: DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<Result<T, ApiError>, ClientError> {
+        self.request("DELETE", path, None)
+    }
+
     fn request<T: DeserializeOwned>(
         &self,
         method: &str,

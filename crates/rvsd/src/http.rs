@@ -10,23 +10,45 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRef, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use rvs_api::{ApiError, Applied, CommandBatch, ErrorBody, ErrorKind};
 use serde::de::DeserializeOwned;
 
 use crate::control::Control;
 use crate::dashboard;
+use crate::http_sync;
+use crate::sync::SyncDaemons;
 
 /// Largest request body accepted (64 MiB, about half a million rules).
 pub const MAX_BODY: usize = 64 << 20;
 
 /// The control plane shared by every listener.
 pub type Shared = Arc<Mutex<Control>>;
+
+/// What the handlers reach: the control plane and the sync daemons. Handlers
+/// take the part they need (`State<Shared>` or `State<SyncDaemons>`).
+#[derive(Clone)]
+pub struct ApiState {
+    pub shared: Shared,
+    pub sync: SyncDaemons,
+}
+
+impl FromRef<ApiState> for Shared {
+    fn from_ref(state: &ApiState) -> Shared {
+        state.shared.clone()
+    }
+}
+
+impl FromRef<ApiState> for SyncDaemons {
+    fn from_ref(state: &ApiState) -> SyncDaemons {
+        state.sync.clone()
+    }
+}
 
 /// Locks the control plane; a panic while it was held poisons nothing we rely on
 /// (every change is all-or-nothing), so a poisoned lock is taken over.
@@ -58,7 +80,7 @@ impl From<ApiError> for ApiResponse {
 
 /// Parses a JSON body: syntax errors are 400, well-formed JSON with wrong or
 /// out-of-range values is 422; both say where and what.
-fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
         let kind = match e.classify() {
             serde_json::error::Category::Data => ErrorKind::Invalid,
@@ -69,7 +91,7 @@ fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 }
 
 /// The routes of the admin API, for any listener.
-pub fn router(shared: Shared) -> Router {
+pub fn router(shared: Shared, sync: SyncDaemons) -> Router {
     Router::new()
         .route("/v1/status", get(status))
         .route("/v1/table", get(table))
@@ -81,6 +103,8 @@ pub fn router(shared: Shared) -> Router {
         .route("/v1/reload", post(reload))
         .route("/v1/vrrp", get(vrrp))
         .route("/v1/xdp", get(xdp))
+        .route("/v1/daemons", get(http_sync::list).post(http_sync::start))
+        .route("/v1/daemons/{role}", delete(http_sync::stop))
         .route("/metrics", get(crate::metrics::handler))
         .route("/v1/stream", get(dashboard::stream))
         .route("/", get(dashboard::index))
@@ -89,14 +113,19 @@ pub fn router(shared: Shared) -> Router {
         .fallback(not_found)
         // A whole `ipvsadm -R` of tens of thousands of rules is one request.
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(shared)
+        .with_state(ApiState { shared, sync })
 }
 
 /// The routes behind a bearer token (for TCP listeners). With `open_reads`,
 /// GET and HEAD requests (the dashboard, `/metrics`, every `GET /v1/...`) need
 /// no token; every other request still does.
-pub fn router_with_token(shared: Shared, token: String, open_reads: bool) -> Router {
-    router(shared)
+pub fn router_with_token(
+    shared: Shared,
+    sync: SyncDaemons,
+    token: String,
+    open_reads: bool,
+) -> Router {
+    router(shared, sync)
         .layer(axum::Extension(dashboard::TokenListener))
         .layer(middleware::from_fn_with_state(
             Arc::new(TokenPolicy { token, open_reads }),

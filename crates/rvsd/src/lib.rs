@@ -9,6 +9,7 @@ pub mod dashboard;
 pub mod demo;
 pub mod events;
 pub mod http;
+pub mod http_sync;
 pub mod keepalived;
 pub mod metrics;
 pub mod paths;

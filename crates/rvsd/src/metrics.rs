@@ -736,6 +736,11 @@ fn sync(b: &mut Builder, s: &SyncSnapshot) {
             st.conns_dropped,
         ),
         (
+            "sync_conns_skipped",
+            "Connection records the master daemon did not send (FullNat has no IPVS equivalent)",
+            st.conns_skipped,
+        ),
+        (
             "sync_messages_received",
             "Sync messages of its syncid the backup daemon received",
             st.messages_received,
@@ -1026,6 +1031,7 @@ mod tests {
             messages_sent: 11,
             conns_sent: 40,
             conns_dropped: 1,
+            conns_skipped: 8,
             messages_received: 9,
             conns_received: 30,
             conns_imported: 28,
@@ -1060,6 +1066,7 @@ mod tests {
             "rvs_sync_messages_sent_total 11",
             "rvs_sync_conns_sent_total 40",
             "rvs_sync_conns_dropped_total 1",
+            "rvs_sync_conns_skipped_total 8",
             "rvs_sync_messages_received_total 9",
             "rvs_sync_conns_received_total 30",
             "rvs_sync_conns_imported_total 28",

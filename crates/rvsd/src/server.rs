@@ -237,7 +237,7 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), S
     let mut tasks = Vec::new();
     {
         let mut q = quit_rx.clone();
-        let app = http::router(shared.clone())
+        let app = http::router(shared.clone(), sync_daemons.clone())
             .layer(axum::Extension(crate::dashboard::Quit(quit_rx.clone())));
         tasks.push(tokio::spawn(async move {
             let _ = axum::serve(unix, app)
@@ -249,8 +249,9 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<(), S
     }
     if let Some((listener, token, addr)) = tcp {
         let mut q = quit_rx.clone();
-        let app = http::router_with_token(shared.clone(), token, opts.open_reads)
-            .layer(axum::Extension(crate::dashboard::Quit(quit_rx.clone())));
+        let app =
+            http::router_with_token(shared.clone(), sync_daemons.clone(), token, opts.open_reads)
+                .layer(axum::Extension(crate::dashboard::Quit(quit_rx.clone())));
         if opts.open_reads {
             tracing::info!(%addr, "admin API on TCP (reads open, changes need the bearer token)");
         } else {

@@ -8,6 +8,10 @@
 //! `restore-error` is left out on purpose: real `ipvsadm -R` stops half-way, rvs
 //! applies all or nothing (tests/restore.rs checks rvs's behaviour).
 //! GOLDEN=NAME limits the run to one scenario.
+//!
+//! The scenarios in [`SYNC_DAEMON_SCENARIOS`] start real sync daemons (on `lo`,
+//! no root needed) and run in their own test, so that the rest of the corpus is
+//! judged on its own.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
@@ -19,6 +23,10 @@ use std::process::Command;
 use common::Daemon;
 
 const DELIBERATE_DIFFERENCES: &[&str] = &["restore-error"];
+
+/// Scenarios that start and stop sync daemons (`--start-daemon`, see
+/// tests/golden/README.md, "Sync daemons").
+const SYNC_DAEMON_SCENARIOS: &[&str] = &["daemon-sync", "daemon-sync-ipv6"];
 
 fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
@@ -45,8 +53,9 @@ fn first_difference(want: &str, got: &str) -> String {
     "no line differs (trailing newline?)".into()
 }
 
-#[test]
-fn rvsadm_matches_the_real_ipvsadm_byte_for_byte() {
+/// Replays the scenarios `wanted` accepts, each against a fresh rvsd; returns
+/// how many commands were compared and the differences.
+fn replay(wanted: impl Fn(&str) -> bool) -> (usize, Vec<String>) {
     let only = std::env::var("GOLDEN").ok().filter(|s| !s.is_empty());
     let mut cases: Vec<PathBuf> = std::fs::read_dir(golden_dir())
         .unwrap()
@@ -58,10 +67,7 @@ fn rvsadm_matches_the_real_ipvsadm_byte_for_byte() {
     let mut compared = 0;
     for cmds in &cases {
         let name = cmds.file_stem().unwrap().to_string_lossy().into_owned();
-        if DELIBERATE_DIFFERENCES.contains(&name.as_str()) {
-            continue;
-        }
-        if only.as_ref().is_some_and(|o| o != &name) {
+        if !wanted(&name) || only.as_ref().is_some_and(|o| o != &name) {
             continue;
         }
         let want = std::fs::read_to_string(cmds.with_extension("golden"))
@@ -92,6 +98,17 @@ fn rvsadm_matches_the_real_ipvsadm_byte_for_byte() {
             failures.push(format!("{name}: {}", first_difference(&want, &got)));
         }
     }
+    (compared, failures)
+}
+
+#[test]
+fn rvsadm_matches_the_real_ipvsadm_byte_for_byte() {
+    let (compared, failures) = replay(|name| {
+        !DELIBERATE_DIFFERENCES.contains(&name) && !SYNC_DAEMON_SCENARIOS.contains(&name)
+    });
+    if std::env::var("GOLDEN").is_ok_and(|g| SYNC_DAEMON_SCENARIOS.contains(&g.as_str())) {
+        return; // that scenario is the other test's
+    }
     assert!(compared > 0, "no golden scenario ran");
     assert!(
         failures.is_empty(),
@@ -100,4 +117,25 @@ fn rvsadm_matches_the_real_ipvsadm_byte_for_byte() {
         failures.join("\n\n")
     );
     eprintln!("{compared} commands matched the real ipvsadm byte for byte");
+}
+
+/// `--start-daemon`, `--stop-daemon` and `-L --daemon` with daemons that really
+/// run: starting twice, stopping what does not run, a missing interface, both
+/// roles at once, every setting given explicitly, an IPv6 group.
+#[test]
+fn sync_daemons_match_the_real_ipvsadm_byte_for_byte() {
+    let (compared, failures) = replay(|name| SYNC_DAEMON_SCENARIOS.contains(&name));
+    if std::env::var("GOLDEN")
+        .is_ok_and(|g| !g.is_empty() && !SYNC_DAEMON_SCENARIOS.contains(&g.as_str()))
+    {
+        return; // that scenario is the other test's
+    }
+    assert!(compared > 0, "no sync daemon scenario ran");
+    assert!(
+        failures.is_empty(),
+        "{} of the sync daemon scenarios differ from the real ipvsadm:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+    eprintln!("{compared} sync daemon commands matched the real ipvsadm byte for byte");
 }

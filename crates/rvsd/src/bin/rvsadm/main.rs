@@ -13,19 +13,19 @@ mod resolve;
 use std::io::{Read, Write};
 use std::process::ExitCode;
 
-use rvs_api::{Applied, Command, CommandBatch, ConnView, TableView};
+use rvs_api::{Applied, Command, CommandBatch, ConnView, DaemonsView, TableView};
 use rvs_ipvsadm::{
-    error_message, parse_args, parse_args_ext, personality, render_conns, render_list_all,
-    render_list_service, render_timeout, restore_lines, restore_script_input, save_script_args,
-    Action, Format, Op, Output, Personality,
+    error_message, parse_args, parse_args_ext, personality, render_conns, render_daemons,
+    render_list_all, render_list_service, render_timeout, restore_lines, restore_script_input,
+    save_script_args, Action, Format, Op, Output, Personality,
 };
 use rvsd::client::{Client, ClientError};
 use rvsd::paths;
 
 use resolve::Glibc;
 
-/// What ipvsadm prints from the table alone (`-L`, `-L SVC`, `-S`, `--timeout`,
-/// `--daemon`), with `table` fetched only for those; `None` for other actions.
+/// What ipvsadm prints from the table alone (`-L`, `-L SVC`, `-S`, `--timeout`),
+/// with `table` fetched only for those; `None` for other actions.
 /// Err is a failure to get the table, Ok an ipvsadm answer (which may be an error,
 /// such as a missing service).
 fn listing(
@@ -34,11 +34,7 @@ fn listing(
 ) -> Option<Result<Output, Output>> {
     if !matches!(
         action,
-        Action::ListAll(_)
-            | Action::Save(_)
-            | Action::ListService(..)
-            | Action::ListTimeout
-            | Action::ListDaemon
+        Action::ListAll(_) | Action::Save(_) | Action::ListService(..) | Action::ListTimeout
     ) {
         return None;
     }
@@ -49,8 +45,6 @@ fn listing(
             render_list_service(&t, s, *f, &r).map_or_else(|o| o, |text| Output::stdout(text, 0))
         }
         Action::ListTimeout => Output::stdout(render_timeout(&t.timeouts), 0),
-        // ListDaemon: no sync daemon runs yet (connection sync is a later issue),
-        // and ipvsadm prints nothing when none runs.
         _ => Output::default(),
     }))
 }
@@ -103,19 +97,29 @@ impl Cli {
                 Ok(Err(e)) => Ok(Output::stderr(format!("{}\n", e.message), 1)),
                 Err(e) => Err(self.unreachable(e)),
             },
-            // No sync daemon can run yet, so stopping one gets the kernel's answer
-            // for "none running" (ESRCH) and starting one says why it cannot.
-            Action::StopDaemon(_) => Ok(Output::stderr("No daemon is running\n".into(), 255)),
-            Action::StartDaemon(_) => Ok(Output::stderr(
-                "Connection synchronization is not implemented in this rvs version\n".into(),
-                255,
-            )),
+            Action::ListDaemon => match self.client.get::<DaemonsView>("/v1/daemons") {
+                Ok(Ok(v)) => Ok(Output::stdout(render_daemons(&v.daemons), 0)),
+                // ipvsadm exits 1 when it cannot get the daemons
+                Ok(Err(e)) => Ok(Output::stderr(format!("{}\n", e.message), 1)),
+                Err(e) => Err(self.unreachable(e)),
+            },
+            Action::StartDaemon(args) => self
+                .client
+                .post::<_, DaemonsView>("/v1/daemons", &args.spec())
+                .map(|res| daemon_answer(Op::StartDaemon, res))
+                .map_err(|e| self.unreachable(e)),
+            Action::StopDaemon(args) => self
+                .client
+                .delete::<DaemonsView>(&format!("/v1/daemons/{}", args.state().name()))
+                .map(|res| daemon_answer(Op::StopDaemon, res))
+                .map_err(|e| self.unreachable(e)),
             Action::Restore => Ok(self.restore(false)),
             Action::ListAll(_)
             | Action::Save(_)
             | Action::ListService(..)
-            | Action::ListTimeout
-            | Action::ListDaemon => Ok(Output::default()), // answered by `listing` above
+            | Action::ListTimeout => {
+                Ok(Output::default()) // answered by `listing` above
+            }
         };
         result.unwrap_or_else(|o| o)
     }
@@ -238,6 +242,15 @@ impl Cli {
         ));
         out.code = 255;
         out
+    }
+}
+
+/// A start or stop prints nothing when it worked, and libipvs's text for the
+/// errno (status 255) when the daemon refused it, as ipvsadm does.
+fn daemon_answer(op: Op, res: Result<DaemonsView, rvs_api::ApiError>) -> Output {
+    match res {
+        Ok(_) => Output::default(),
+        Err(e) => Output::stderr(format!("{}\n", error_message(op, &e)), 255),
     }
 }
 
