@@ -399,6 +399,13 @@ fn open_sockets(r: &Resolved) -> Result<Sockets, SyncError> {
                 .map_err(setup(ifn, "IPV6_MULTICAST_LOOP"))?;
         }
     }
+    if r.info.role == Role::Master {
+        // make_send_sock connects to the group: a group the interface cannot
+        // reach (ff02::81 on lo, which has no multicast) fails here with
+        // ENETUNREACH, as `ipvsadm --start-daemon master` reports.
+        send.connect(&SockAddr::from(group))
+            .map_err(setup(ifn, "connect to the group"))?;
+    }
     send.set_nonblocking(true)
         .map_err(setup(ifn, "non-blocking"))?;
 
