@@ -101,6 +101,20 @@ fn replay(wanted: impl Fn(&str) -> bool) -> (usize, Vec<String>) {
     (compared, failures)
 }
 
+/// Fails unless some command was replayed and every scenario matched; `kind`
+/// ("sync daemon", or `None` for the plain goldens) names the scenarios in the messages.
+fn assert_all_matched(compared: usize, failures: &[String], kind: Option<&str>) {
+    let prefix = kind.map(|k| format!("{k} ")).unwrap_or_default();
+    assert!(compared > 0, "no {} scenario ran", kind.unwrap_or("golden"));
+    assert!(
+        failures.is_empty(),
+        "{} of the {prefix}scenarios differ from the real ipvsadm:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+    eprintln!("{compared} {prefix}commands matched the real ipvsadm byte for byte");
+}
+
 #[test]
 fn rvsadm_matches_the_real_ipvsadm_byte_for_byte() {
     let (compared, failures) = replay(|name| {
@@ -109,14 +123,7 @@ fn rvsadm_matches_the_real_ipvsadm_byte_for_byte() {
     if std::env::var("GOLDEN").is_ok_and(|g| SYNC_DAEMON_SCENARIOS.contains(&g.as_str())) {
         return; // that scenario is the other test's
     }
-    assert!(compared > 0, "no golden scenario ran");
-    assert!(
-        failures.is_empty(),
-        "{} of the scenarios differ from the real ipvsadm:\n{}",
-        failures.len(),
-        failures.join("\n\n")
-    );
-    eprintln!("{compared} commands matched the real ipvsadm byte for byte");
+    assert_all_matched(compared, &failures, None);
 }
 
 /// `--start-daemon`, `--stop-daemon` and `-L --daemon` with daemons that really
@@ -130,12 +137,5 @@ fn sync_daemons_match_the_real_ipvsadm_byte_for_byte() {
     {
         return; // that scenario is the other test's
     }
-    assert!(compared > 0, "no sync daemon scenario ran");
-    assert!(
-        failures.is_empty(),
-        "{} of the sync daemon scenarios differ from the real ipvsadm:\n{}",
-        failures.len(),
-        failures.join("\n\n")
-    );
-    eprintln!("{compared} sync daemon commands matched the real ipvsadm byte for byte");
+    assert_all_matched(compared, &failures, Some("sync daemon"));
 }

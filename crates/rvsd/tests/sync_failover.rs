@@ -39,7 +39,10 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::netns::{ip, is_root, run_checked, spawn_in_netns, wait_until, Lan, Node, Proc};
+use common::netns::{
+    assert_keepalived_accepts, ip, is_root, realserver_bin, run_checked, spawn_in_netns,
+    tx_checksum_offload_off, wait_until, Lan, Node, Proc,
+};
 use nix::poll::{poll, PollFd, PollFlags};
 
 const VIP: &str = "10.0.0.10";
@@ -587,19 +590,6 @@ fn render_conf(router_id: &str, priority: u8, method: Method) -> String {
     )
 }
 
-/// `rvs-realserver`, built beside this test's binary by `cargo test --workspace`.
-fn realserver_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
-    let bin = dir.join("rvs-realserver");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build -p rvs-realserver` (cargo test --workspace builds it)",
-        bin.display()
-    );
-    bin
-}
-
 struct Topology {
     // Field order is drop order: client connections, then rvsd, then the servers,
     // then the namespaces.
@@ -629,22 +619,7 @@ impl Topology {
             ("b", b_node, "10.1.0.3/24", 100u8),
         ] {
             ip(&["-n", node.ns(), "addr", "add", inner, "dev", "eth0"]);
-            // XDP_TX out of a veth reaches the bridge only when the peer runs an XDP
-            // program (veth_xdp_flush): the director's bridge port gets XDP_PASS.
-            let pass = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/xdp_pass.o");
-            ip(&[
-                "-n",
-                lan.switch_ns(),
-                "link",
-                "set",
-                "dev",
-                &node.bridge_port(),
-                "xdpdrv",
-                "obj",
-                pass,
-                "sec",
-                "xdp",
-            ]);
+            lan.attach_xdp_pass(&node);
             let conf = dir.path().join(format!("{name}.conf"));
             std::fs::write(&conf, render_conf(name, priority, method)).unwrap();
             directors.push(Director {
@@ -656,25 +631,11 @@ impl Topology {
                 rvsd: None,
             });
         }
-        // Traffic XDP rewrites must carry real checksums (veth leaves them partial).
-        for n in [&client, &directors[0].node, &directors[1].node]
-            .into_iter()
-            .chain(reals.iter())
-        {
-            run_checked(
-                "ip",
-                &[
-                    "netns",
-                    "exec",
-                    n.ns(),
-                    "ethtool",
-                    "-K",
-                    "eth0",
-                    "tx",
-                    "off",
-                ],
-            );
-        }
+        tx_checksum_offload_off(
+            [&client, &directors[0].node, &directors[1].node]
+                .into_iter()
+                .chain(reals.iter()),
+        );
         let realserver = realserver_bin();
         let mut servers = Vec::new();
         for (i, rs) in reals.iter().enumerate() {
@@ -920,19 +881,7 @@ fn rendered_confs_pass_keepalived_config_test() {
     let dir = tempfile::tempdir().unwrap();
     for method in [Method::Dr, Method::Nat] {
         let text = render_conf("a", 150, method);
-        let path = dir.path().join("k.conf");
-        std::fs::write(&path, &text).unwrap();
-        let out = std::process::Command::new("keepalived")
-            .arg("-t")
-            .arg("-f")
-            .arg(&path)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "keepalived -t refused:\n{text}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_keepalived_accepts(&dir.path().join("k.conf"), &text);
     }
 }
 

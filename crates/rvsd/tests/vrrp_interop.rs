@@ -18,8 +18,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use common::netns::{
-    addrs, client_banner, have_program, holds, ip, is_root, measure_takeover_since, neigh_mac,
-    wait_until, Advert, AdvertWatch, Director, Kind, Lan, Node, VrrpConf, VrrpState, SERVICE_PORT,
+    addrs, assert_keepalived_accepts, client_banner, have_program, holds, ip, is_root,
+    measure_takeover_since, neigh_mac, wait_until, Advert, AdvertWatch, Director, Kind, Lan, Node,
+    VrrpConf, VrrpState, SERVICE_PORT,
 };
 use Kind::{Keepalived, Rvsd};
 
@@ -448,19 +449,7 @@ fn rendered_confs_pass_keepalived_config_test() {
     let dir = tempfile::tempdir().unwrap();
     for (i, conf) in confs.iter().enumerate() {
         let text = conf.render("t");
-        let path = dir.path().join(format!("k{i}.conf"));
-        std::fs::write(&path, &text).unwrap();
-        let out = std::process::Command::new("keepalived")
-            .arg("-t")
-            .arg("-f")
-            .arg(&path)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "keepalived -t refused:\n{text}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_keepalived_accepts(&dir.path().join(format!("k{i}.conf")), &text);
     }
 }
 

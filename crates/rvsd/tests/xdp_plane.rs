@@ -32,7 +32,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use common::netns::{
-    in_netns, ip, is_root, run_checked, spawn_in_netns, wait_until, Lan, Node, Proc,
+    in_netns, ip, is_root, realserver_bin, run_checked, spawn_in_netns, tx_checksum_offload_off,
+    wait_until, Lan, Node, Proc,
 };
 
 const VIP: &str = "10.0.0.10";
@@ -194,20 +195,6 @@ impl Drop for Topology {
     }
 }
 
-/// `rvs-realserver`, built beside this test's binary by `cargo test --workspace`
-/// (it belongs to another package, so Cargo gives no CARGO_BIN_EXE_ for it).
-fn realserver_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
-    let bin = dir.join("rvs-realserver");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build -p rvs-realserver` (cargo test --workspace builds it)",
-        bin.display()
-    );
-    bin
-}
-
 fn rvsadm_bin() -> &'static str {
     env!("CARGO_BIN_EXE_rvsadm")
 }
@@ -348,38 +335,8 @@ impl Topology {
                 "nodad",
             ]);
         }
-        // Traffic XDP rewrites must carry real checksums (veth leaves them partial).
-        for n in [&client, &director].into_iter().chain(reals.iter()) {
-            run_checked(
-                "ip",
-                &[
-                    "netns",
-                    "exec",
-                    n.ns(),
-                    "ethtool",
-                    "-K",
-                    "eth0",
-                    "tx",
-                    "off",
-                ],
-            );
-        }
-        // XDP_TX out of a veth is flushed to its peer only when the peer runs an
-        // XDP program (veth_xdp_flush): the director's bridge port gets XDP_PASS.
-        let pass = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/xdp_pass.o");
-        ip(&[
-            "-n",
-            lan.switch_ns(),
-            "link",
-            "set",
-            "dev",
-            &director.bridge_port(),
-            "xdpdrv",
-            "obj",
-            pass,
-            "sec",
-            "xdp",
-        ]);
+        tx_checksum_offload_off([&client, &director].into_iter().chain(reals.iter()));
+        lan.attach_xdp_pass(&director);
         let dir = tempfile::tempdir().unwrap();
         let realserver = realserver_bin();
         let realserver = realserver.to_str().unwrap();

@@ -653,33 +653,26 @@ mod tests {
         assert_eq!(p.config.ttl, Some(3));
         assert_eq!(p.config.group, Some("239.1.2.3".parse().unwrap()));
 
-        let cfg = parse(
-            "global_defs {
-               lvs_sync_daemon eth1 A id 7
-             }
-             vrrp_instance A {
-               interface eth0
-               virtual_router_id 1
-               virtual_ipaddress {
-                 10.0.0.1
-               }
-             }",
-        );
+        // One instance A (VRID 1) and the given `lvs_sync_daemon` line.
+        let with_sync_line = |line: &str| {
+            parse(&format!(
+                "global_defs {{
+                   {line}
+                 }}
+                 vrrp_instance A {{
+                   interface eth0
+                   virtual_router_id 1
+                   virtual_ipaddress {{
+                     10.0.0.1
+                   }}
+                 }}"
+            ))
+        };
+        let cfg = with_sync_line("lvs_sync_daemon eth1 A id 7");
         let p = plan(&cfg).unwrap().sync_daemon.unwrap();
         assert_eq!((p.instance, p.config.syncid), (0, 7));
 
-        let cfg = parse(
-            "global_defs {
-               lvs_sync_daemon eth1 NOPE
-             }
-             vrrp_instance A {
-               interface eth0
-               virtual_router_id 1
-               virtual_ipaddress {
-                 10.0.0.1
-               }
-             }",
-        );
+        let cfg = with_sync_line("lvs_sync_daemon eth1 NOPE");
         assert!(plan(&cfg).unwrap().sync_daemon.is_none());
     }
 }

@@ -73,6 +73,57 @@ pub fn ip(args: &[&str]) -> String {
     run_checked("ip", args)
 }
 
+/// `rvs-realserver`, built beside the test binaries by `cargo test --workspace`
+/// (it belongs to another package, so Cargo gives no CARGO_BIN_EXE_ for it).
+pub fn realserver_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
+    let bin = dir.join("rvs-realserver");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p rvs-realserver` (cargo test --workspace builds it)",
+        bin.display()
+    );
+    bin
+}
+
+/// Turns off TX checksum offload on each node's eth0: traffic XDP rewrites must
+/// carry real checksums (veth leaves them partial).
+pub fn tx_checksum_offload_off<'a>(nodes: impl IntoIterator<Item = &'a Node>) {
+    for n in nodes {
+        run_checked(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                n.ns(),
+                "ethtool",
+                "-K",
+                "eth0",
+                "tx",
+                "off",
+            ],
+        );
+    }
+}
+
+/// Writes `text` to `path` and panics unless `keepalived -t -f path` accepts it
+/// (exit 0), showing the text and keepalived's complaints.
+pub fn assert_keepalived_accepts(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    let out = Command::new("keepalived")
+        .arg("-t")
+        .arg("-f")
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "keepalived -t refused:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn unique_ns_name(kind: char) -> String {
     let n = NEXT_NS.fetch_add(1, Ordering::Relaxed);
     let name = format!("rvst{}{kind}{n}", std::process::id());
@@ -233,6 +284,26 @@ impl Lan {
             logs: Arc::clone(&self.logs),
             spawned: Arc::new(AtomicU32::new(0)),
         }
+    }
+
+    /// Attaches the XDP_PASS program to `node`'s port on the bridge: XDP_TX out of a
+    /// veth is flushed to its peer only when the peer runs an XDP program
+    /// (veth_xdp_flush), so a director running XDP needs this on its bridge port.
+    pub fn attach_xdp_pass(&self, node: &Node) {
+        let pass = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/xdp_pass.o");
+        ip(&[
+            "-n",
+            self.switch_ns(),
+            "link",
+            "set",
+            "dev",
+            &node.bridge_port(),
+            "xdpdrv",
+            "obj",
+            pass,
+            "sec",
+            "xdp",
+        ]);
     }
 
     /// The switch namespace (holding `br0` and the nodes' bridge ports).
