@@ -476,10 +476,21 @@ impl Director {
         self.rvsd = Some(proc);
     }
 
-    /// Power off: the link goes down first (nothing leaves the box any more), then
-    /// rvsd dies without a word (SIGKILL: no priority 0 advert, no cleanup).
+    /// Power off: every frame in or out of eth0 is dropped first (nothing leaves
+    /// the box any more), then rvsd dies without a word (SIGKILL: no priority 0
+    /// advert, no cleanup). The link stays up, so the bridge keeps sending the
+    /// dead box's MAC to its port, as a switch does until the new master's
+    /// gratuitous ARP: taking the link down instead would make the bridge flood
+    /// those frames to every port, and the backup's XDP plane would forward
+    /// them before it even became master, hiding the takeover time.
     fn kill(&mut self) {
-        self.node.link_down();
+        nft_in(
+            self.node.ns(),
+            "table netdev powered_off {\n\
+             chain in { type filter hook ingress device \"eth0\" priority -500; policy drop; }\n\
+             chain out { type filter hook egress device \"eth0\" priority -500; policy drop; }\n\
+             }\n",
+        );
         if let Some(mut proc) = self.rvsd.take() {
             proc.signal(common::netns::Signal::SIGKILL);
             assert!(
@@ -496,6 +507,7 @@ impl Director {
         // Flush all and add its own back: deleting a primary address takes the
         // secondaries of its subnet with it (the gateway VIP under 10.1.0.x/24).
         let ns = self.node.ns();
+        nft_in(ns, "delete table netdev powered_off\n");
         ip(&["-n", ns, "-4", "addr", "flush", "dev", "eth0"]);
         for own in [self.node.cidr(), self.inner_cidr.clone()] {
             ip(&["-n", ns, "addr", "add", &own, "dev", "eth0"]);
@@ -901,4 +913,25 @@ fn nat_failover_and_failback_keep_established_connections() {
         return;
     }
     failover_and_failback(Method::Nat);
+}
+
+/// Runs an nft script in namespace `ns`; panics with nft's error if it fails.
+fn nft_in(ns: &str, script: &str) {
+    use std::process::{Command as Process, Stdio};
+    let mut child = Process::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("nft");
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(script.as_bytes()).expect("nft script");
+    }
+    let out = child.wait_with_output().expect("nft");
+    assert!(
+        out.status.success(),
+        "nft in {ns}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
