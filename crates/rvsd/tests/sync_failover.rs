@@ -581,8 +581,40 @@ impl Director {
     }
 }
 
-/// The keepalived.conf both directors run (only router_id and priority differ).
-fn render_conf(router_id: &str, priority: u8, method: Method) -> String {
+/// What a run exercises: the forwarding method, and whether the directors share
+/// a syncid (sync on) or not (every message refused: only hash pickup can keep
+/// the flows, so the scheduler is mh with mh-port instead of wlc).
+#[derive(Clone, Copy, Debug)]
+struct Scenario {
+    method: Method,
+    lost_sync: bool,
+}
+
+impl Scenario {
+    fn sched(&self) -> &'static str {
+        if self.lost_sync {
+            "mh\n    mh-port"
+        } else {
+            "wlc"
+        }
+    }
+
+    /// Director a's syncid and b's.
+    fn syncid(&self, router_id: &str) -> u8 {
+        if self.lost_sync && router_id == "b" {
+            10
+        } else {
+            9
+        }
+    }
+}
+
+/// The keepalived.conf both directors run (router_id and priority differ, and
+/// the syncid when sync is meant to be lost).
+fn render_conf(router_id: &str, priority: u8, scenario: Scenario) -> String {
+    let method = scenario.method;
+    let syncid = scenario.syncid(router_id);
+    let sched = scenario.sched();
     let (lb_kind, gateway) = match method {
         Method::Dr => ("DR", String::new()),
         Method::Nat => ("NAT", format!("        {GATEWAY_VIP}/24 dev eth0\n")),
@@ -594,10 +626,10 @@ fn render_conf(router_id: &str, priority: u8, method: Method) -> String {
         ));
     }
     format!(
-        "global_defs {{\n    router_id {router_id}\n    lvs_sync_daemon eth0 VI_1 id 9\n}}\n\n\
+        "global_defs {{\n    router_id {router_id}\n    lvs_sync_daemon eth0 VI_1 id {syncid}\n}}\n\n\
          vrrp_instance VI_1 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 59\n    \
          priority {priority}\n    advert_int 1\n    virtual_ipaddress {{\n        {VIP}/32 dev eth0\n{gateway}    }}\n}}\n\n\
-         virtual_server {VIP} {PORT} {{\n    delay_loop 3\n    lb_algo wlc\n    lb_kind {lb_kind}\n    \
+         virtual_server {VIP} {PORT} {{\n    delay_loop 3\n    lb_algo {sched}\n    lb_kind {lb_kind}\n    \
          protocol TCP\n{reals}}}\n"
     )
 }
@@ -614,7 +646,8 @@ struct Topology {
 }
 
 impl Topology {
-    fn build(method: Method) -> Topology {
+    fn build(scenario: Scenario) -> Topology {
+        let method = scenario.method;
         let lan = Lan::new();
         let client = lan.add_node("client", "10.0.0.100/24");
         let a_node = lan.add_node("a", "10.0.0.1/24");
@@ -633,7 +666,7 @@ impl Topology {
             ip(&["-n", node.ns(), "addr", "add", inner, "dev", "eth0"]);
             lan.attach_xdp_pass(&node);
             let conf = dir.path().join(format!("{name}.conf"));
-            std::fs::write(&conf, render_conf(name, priority, method)).unwrap();
+            std::fs::write(&conf, render_conf(name, priority, scenario)).unwrap();
             directors.push(Director {
                 name,
                 node,
@@ -772,8 +805,10 @@ fn run_phase(
     r
 }
 
-fn failover_and_failback(method: Method) {
-    let mut t = Topology::build(method);
+fn failover_and_failback(scenario: Scenario) {
+    let method = scenario.method;
+    let mut t = Topology::build(scenario);
+    println!("SYNC_FAILOVER scenario={scenario:?} (the lines below are this scenario's)");
 
     // a alone first (it wins the first election), then b, which hears a and stays
     // backup.
@@ -815,11 +850,16 @@ fn failover_and_failback(method: Method) {
         t.logs()
     );
     assert_eq!(moved_steady, 0, "connections moved without a failover");
-    assert_eq!(per_real.len(), 3, "wlc spreads: {per_real:?}");
+    assert_eq!(per_real.len(), 3, "the scheduler spreads: {per_real:?}");
     assert!(
         per_real.values().all(|&n| n >= CONNECTIONS / 4),
-        "wlc balances the connections: {per_real:?}"
+        "the scheduler balances the connections: {per_real:?}"
     );
+    if scenario.lost_sync {
+        // Another syncid: b refused every announcement, so only hash pickup
+        // can keep the flows.
+        assert_eq!(t.b.established(), 0, "b imported nothing\n{}", t.logs());
+    }
     assert!(
         a_established >= CONNECTIONS,
         "the master's table holds the connections ({a_established})\n{}",
@@ -892,7 +932,14 @@ fn rendered_confs_pass_keepalived_config_test() {
     }
     let dir = tempfile::tempdir().unwrap();
     for method in [Method::Dr, Method::Nat] {
-        let text = render_conf("a", 150, method);
+        let text = render_conf(
+            "a",
+            150,
+            Scenario {
+                method,
+                lost_sync: true,
+            },
+        );
         assert_keepalived_accepts(&dir.path().join("k.conf"), &text);
     }
 }
@@ -903,7 +950,10 @@ fn dr_failover_and_failback_keep_established_connections() {
         eprintln!("SKIP: dr_failover_and_failback_keep_established_connections needs root");
         return;
     }
-    failover_and_failback(Method::Dr);
+    failover_and_failback(Scenario {
+        method: Method::Dr,
+        lost_sync: false,
+    });
 }
 
 #[test]
@@ -912,7 +962,28 @@ fn nat_failover_and_failback_keep_established_connections() {
         eprintln!("SKIP: nat_failover_and_failback_keep_established_connections needs root");
         return;
     }
-    failover_and_failback(Method::Nat);
+    failover_and_failback(Scenario {
+        method: Method::Nat,
+        lost_sync: false,
+    });
+}
+
+/// rvs extension: with every sync message lost (the directors' syncids
+/// differ), flows of an mh service still keep their real server across
+/// failover and failback, because the new master picks them up mid-flow and
+/// both directors compute the same table.
+#[test]
+fn mh_flows_keep_their_real_server_when_every_sync_message_is_lost() {
+    if !is_root() {
+        eprintln!(
+            "SKIP: mh_flows_keep_their_real_server_when_every_sync_message_is_lost needs root"
+        );
+        return;
+    }
+    failover_and_failback(Scenario {
+        method: Method::Dr,
+        lost_sync: true,
+    });
 }
 
 /// Runs an nft script in namespace `ns`; panics with nft's error if it fails.
