@@ -89,10 +89,6 @@ fn interface_exists(name: &str) -> bool {
     !name.is_empty() && !name.contains('\0') && nix::net::if_::if_nametoindex(name).is_ok()
 }
 
-fn no_such_interface(name: &str) -> ApiError {
-    ApiError::new(ErrorKind::Invalid, format!("no network interface {name:?}")).with_errno("ENODEV")
-}
-
 /// The errno name of an OS error number, for the errors a socket set-up meets.
 fn errno_name(code: i32) -> Option<&'static str> {
     Some(match code {
@@ -133,7 +129,7 @@ pub fn api_error_of(e: SyncError, interface: Option<&str>) -> ApiError {
         SyncError::NotRunning(_) => ApiError::new(ErrorKind::NoDaemon, message).with_errno("ESRCH"),
         SyncError::Setup(_) => {
             let err = ApiError::new(ErrorKind::Invalid, message.clone());
-            // the interface may have gone between the handler's look-up and the start
+            // a missing interface fails the start's first step (resolve)
             if interface.is_some_and(|i| !interface_exists(i)) {
                 return err.with_errno("ENODEV");
             }
@@ -154,12 +150,6 @@ pub async fn list(State(sync): State<SyncDaemons>) -> Response {
 pub async fn start(State(sync): State<SyncDaemons>, body: Bytes) -> Result<Response, ApiResponse> {
     let spec: DaemonSpec = parse_body(&body)?;
     spec.check()?;
-    // The kernel looks the interface up before it looks at the running daemons:
-    // a missing interface is ENODEV even when that role runs already
-    // (tests/golden/daemon-sync.golden).
-    if !interface_exists(&spec.mcast_interface) {
-        return Err(no_such_interface(&spec.mcast_interface).into());
-    }
     sync.start(config_of(&spec))
         .await
         .map_err(|e| api_error_of(e, Some(&spec.mcast_interface)))?;

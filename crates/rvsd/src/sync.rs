@@ -199,10 +199,13 @@ impl SyncDaemons {
         let role = cfg.role;
         {
             let mut inner = guard(&self.inner);
+            // The kernel looks the interface up before it looks at the running
+            // daemons: a missing interface is an error even when that role runs
+            // already (tests/golden/daemon-sync.golden).
+            let resolved = resolve(&cfg)?;
             if slot(&mut inner, role).is_some() {
                 return Err(SyncError::Running(role));
             }
-            let resolved = resolve(&cfg)?;
             let sockets = open_sockets(&resolved)?;
             let (quit_tx, quit_rx) = watch::channel(false);
             if role == Role::Master {
