@@ -1235,8 +1235,9 @@ impl Director {
         let (daddr, dport, one_packet, pkts) = (c.daddr, c.dport, c.flags.one_packet, c.in_pkts);
         let forward = self.dests[dest.index()].config.forward;
         if self.sync.is_some() {
-            let threshold = self.sync.as_ref().map_or(0, |m| m.params.threshold);
-            self.sync_conn(id, if one_packet { threshold } else { pkts }, now);
+            // A one-packet entry is never announced itself, so its count does
+            // not matter; its template keeps its own.
+            self.sync_conn(id, pkts, now);
         }
         if one_packet {
             // ip_vs_conn_put with ONE_PACKET: the entry goes at once.

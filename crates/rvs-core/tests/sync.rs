@@ -239,24 +239,30 @@ fn a_backup_forwards_imported_flows_to_the_same_real_servers() {
     }
 }
 
-#[test]
-fn an_update_moves_the_state_and_the_counters() {
+/// A DR master's one established connection as its export gives it, and a
+/// backup with the same table that has not imported it yet.
+fn one_announced_connection(now: Time) -> (SyncedConn, Director) {
     let mut master = director(SchedulerKind::Wlc, Forward::Route, false);
-    let mut backup = director(SchedulerKind::Wlc, Forward::Route, false);
-    let now = t(5);
     master.handle_in(&pkt(1, 1000, TcpFlags::SYN), now);
     master.handle_in(&pkt(1, 1000, ack()), now);
     let mut all = Vec::new();
     master.sync_export(&mut all);
-    assert_eq!(all.len(), 1);
-    let id = backup.import_synced(&all[0], now).expect("import");
+    assert_eq!(all.len(), 1, "{all:?}");
+    (all[0], director(SchedulerKind::Wlc, Forward::Route, false))
+}
+
+#[test]
+fn an_update_moves_the_state_and_the_counters() {
+    let now = t(5);
+    let (announced, mut backup) = one_announced_connection(now);
+    let id = backup.import_synced(&announced, now).expect("import");
     let dest = backup.conn(id).expect("conn").dest;
     assert_eq!(backup.dest(dest).map(|d| d.active_conns), Some(1));
     let closing = SyncedConn {
         state: TcpState::FinWait.index(),
         inactive: true,
         timeout: Span::from_secs(120),
-        ..all[0]
+        ..announced
     };
     assert_eq!(backup.import_synced(&closing, now), Ok(id));
     let d = backup.dest(dest).expect("dest");
@@ -269,14 +275,8 @@ fn an_update_moves_the_state_and_the_counters() {
 
 #[test]
 fn announcements_that_do_not_fit_change_nothing() {
-    let mut master = director(SchedulerKind::Wlc, Forward::Route, false);
-    let mut backup = director(SchedulerKind::Wlc, Forward::Route, false);
     let now = t(5);
-    master.handle_in(&pkt(1, 1000, TcpFlags::SYN), now);
-    master.handle_in(&pkt(1, 1000, ack()), now);
-    let mut all = Vec::new();
-    master.sync_export(&mut all);
-    let good = all[0];
+    let (good, mut backup) = one_announced_connection(now);
     let mut other_vip = good;
     other_vip.key.vaddr = ip("10.9.9.9");
     assert!(matches!(
