@@ -34,6 +34,18 @@ pub enum SysError {
         ifname: String,
         waited_ms: u64,
     },
+    /// At a refresh, the next hop's neighbour entry held no usable
+    /// link-layer address (it is FAILED, INCOMPLETE, or gone).
+    #[error(
+        "the neighbour {hop} on {ifname} (next hop to {addr}) has no usable MAC address ({entry})"
+    )]
+    NeighbourUnusable {
+        addr: IpAddr,
+        hop: IpAddr,
+        ifname: String,
+        /// The entry's state as `ip neigh` names it, or "no entry".
+        entry: String,
+    },
 }
 
 impl SysError {
@@ -57,9 +69,10 @@ impl SysError {
                 source: rtnetlink::Error::NetlinkError(msg),
                 ..
             } => Some(msg.raw_code().abs()),
-            SysError::Netlink { .. } | SysError::NoRoute { .. } | SysError::NoNeighbour { .. } => {
-                None
-            }
+            SysError::Netlink { .. }
+            | SysError::NoRoute { .. }
+            | SysError::NoNeighbour { .. }
+            | SysError::NeighbourUnusable { .. } => None,
         }
     }
 }

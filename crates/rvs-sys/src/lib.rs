@@ -43,5 +43,5 @@ pub use caps::{missing_capabilities, Capability};
 pub use error::SysError;
 pub use frame::FrameSender;
 pub use iface::{interface, interface_addrs, link_up, Interface};
-pub use nexthop::{next_hop, NextHop};
+pub use nexthop::{next_hop, refresh_next_hops, HopRefresh, NextHop};
 pub use vrrp_socket::{Received, VrrpSocket};
