@@ -624,8 +624,32 @@ fn xdp(b: &mut Builder, x: &XdpView) {
     driver_one(
         b,
         "xdp_driver_unresolved_reals",
-        "Times a real server's next hop could not be resolved",
+        "Times a real server's first next-hop resolution failed, or an upcall chose a real server without one",
         d.unresolved_reals,
+    );
+    driver_one(
+        b,
+        "xdp_driver_next_hop_refreshes",
+        "Rounds that re-resolved the next hops of the real servers in use",
+        d.next_hop_refreshes,
+    );
+    driver_one(
+        b,
+        "xdp_driver_next_hop_changes",
+        "Real servers' next hops whose interface or MAC changed at a refresh (rewritten in rvs_reals)",
+        d.next_hop_changes,
+    );
+    driver_one(
+        b,
+        "xdp_driver_next_hop_reverified",
+        "Neighbour entries of real servers' next hops the kernel was asked to verify (STALE, FAILED or gone)",
+        d.next_hop_reverified,
+    );
+    driver_one(
+        b,
+        "xdp_driver_next_hop_failures",
+        "Times a resolved next hop of a real server stopped resolving (its last MAC stays in use)",
+        d.next_hop_failures,
     );
     driver_one(
         b,

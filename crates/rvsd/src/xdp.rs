@@ -8,6 +8,14 @@
 //!   the kernel's routes and neighbours), and sh/dh/mh services copy the core's
 //!   bucket table ([`Director::hash_table`]) into `rvs_hash`, so that XDP can
 //!   decide their new flows bit for bit as the core would.
+//! - **Next-hop refresh** (with the table sync, every [`NEXT_HOP_REFRESH`]): a
+//!   new real server's next hop is resolved at once (waiting up to a second
+//!   for ARP/ND); every next hop in use is re-resolved periodically without
+//!   waiting ([`rvs_sys::refresh_next_hops`]: the kernel is asked to verify
+//!   entries that XDP-forwarded traffic would leave STALE forever), so a
+//!   changed MAC, interface or route rewrites the real's `rvs_reals` entry and
+//!   established flows, which look their real up per packet, follow at once.
+//!   A hop that cannot be resolved keeps its last MAC.
 //! - **Classifier sync** (with the table): the core's firewall-mark rules
 //!   ([`Director::mark_rules`]) become `rvs_marks` entries (one per port, port 0
 //!   for a rule of every port); firewall-mark services are `rvs_vips` entries
@@ -81,6 +89,18 @@ const IMPORT_QUEUE_MAX: usize = 1 << 20;
 const CLIENT_HOPS_MAX: usize = 65_536;
 /// Time spent resolving client next hops per round at most.
 const CLIENT_RESOLVE_BUDGET: Duration = Duration::from_millis(200);
+/// How often the real servers' next hops are re-resolved. The kernel itself
+/// takes longer to notice a changed neighbour (an entry is REACHABLE for
+/// 15-45 s, `base_reachable_time` 30 s, then a used STALE entry waits
+/// `delay_first_probe_time`, 5 s, before its probes), so polling faster would
+/// rarely see a new answer; each round costs one route lookup per real
+/// server and one neighbour-table dump, on the upcall thread.
+pub const NEXT_HOP_REFRESH: Duration = Duration::from_secs(5);
+/// The next refresh after one that asked the kernel to resolve an entry with
+/// no usable MAC (FAILED, gone): the answer takes milliseconds, so it is read
+/// a second later. A dead server costs at most one such extra round per
+/// FAILED cycle of the kernel (its probes take 3 s).
+const NEXT_HOP_RECHECK: Duration = Duration::from_secs(1);
 
 /// What `rvsd --data-plane xdp` was asked for.
 #[derive(Clone, Debug, Default)]
@@ -137,7 +157,20 @@ pub struct DriverCounters {
     pub control: u64,
     pub unknown_flow: u64,
     pub send_errors: u64,
+    /// A real server's first next-hop resolution failed (once per address;
+    /// refreshes retry it), or an upcall chose a real with no resolved hop.
     pub unresolved_reals: u64,
+    /// Rounds that re-resolved every real server's next hop in use.
+    pub next_hop_refreshes: u64,
+    /// Next hops whose interface or MACs changed at a refresh (the real
+    /// servers' `rvs_reals` entries are rewritten).
+    pub next_hop_changes: u64,
+    /// Neighbour entries the kernel was asked to verify (NTF_USE) because
+    /// they were STALE, FAILED or gone.
+    pub next_hop_reverified: u64,
+    /// Times a resolved next hop turned unresolvable at a refresh (counted
+    /// once per change; its last known MAC stays in use).
+    pub next_hop_failures: u64,
     /// Times the flood guard started dropping new flows after a second
     /// without guard drops (seen at the traffic sync, once a second).
     pub guard_activations: u64,
@@ -278,6 +311,28 @@ fn imported_entries(
     flow_entries(&parsed, index, real, dport, ingress, last_seen_ns)
 }
 
+/// A real server's next hop as the plane knows it.
+#[derive(Clone, Debug)]
+struct RealHop {
+    /// The last hop resolved; kept while the neighbour cannot be resolved.
+    hop: Option<rvs_sys::NextHop>,
+    /// The last resolution failed (logged once per change, not every round).
+    failing: bool,
+}
+
+/// What of a next hop goes into frames (and `rvs_reals`).
+fn frame_fields(h: &rvs_sys::NextHop) -> (u32, [u8; 6], [u8; 6]) {
+    (h.ifindex, h.dmac, h.smac)
+}
+
+/// A MAC address as `ip link` writes it.
+fn mac_text(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 /// What one table sync wants in the maps.
 #[derive(Default)]
 struct Wanted {
@@ -297,7 +352,10 @@ pub struct XdpPlane {
     next_real: u32,
     written: Wanted,
     written_reals: HashMap<u32, abi::Real>,
-    next_hops: HashMap<IpAddr, rvs_sys::NextHop>,
+    /// Next hops of the real servers in the table, by address.
+    next_hops: HashMap<IpAddr, RealHop>,
+    /// When the next hops are re-resolved next.
+    next_refresh: std::time::Instant,
     /// Next hops towards clients of imported NAT connections.
     client_hops: HashMap<IpAddr, ClientHop>,
     /// Imported connections waiting for their entries, with their rounds.
@@ -545,6 +603,7 @@ impl XdpPlane {
             written: Wanted::default(),
             written_reals: HashMap::new(),
             next_hops: HashMap::new(),
+            next_refresh: std::time::Instant::now() + NEXT_HOP_REFRESH,
             client_hops: HashMap::new(),
             imports: std::collections::VecDeque::new(),
             flows: HashMap::new(),
@@ -589,21 +648,33 @@ impl XdpPlane {
             services: snap,
             marks,
         } = snapshot(lock(shared).director());
-        // Resolve next hops outside the lock (it may wait for ARP/ND).
+        // Resolve next hops outside the lock (a new one may wait for ARP/ND).
+        let in_use: HashSet<IpAddr> = snap
+            .iter()
+            .flat_map(|s| s.dests.iter().map(|d| d.addr))
+            .collect();
+        self.next_hops.retain(|addr, _| in_use.contains(addr));
         for s in &snap {
             for d in &s.dests {
                 if let hashbrown::hash_map::Entry::Vacant(slot) = self.next_hops.entry(d.addr) {
-                    match rvs_sys::next_hop(d.addr).await {
-                        Ok(nh) => {
-                            slot.insert(nh);
-                        }
-                        Err(e) => {
-                            self.counters.unresolved_reals += 1;
-                            tracing::warn!(real = %d.addr, error = %e, "cannot resolve the real server's next hop");
-                        }
+                    let resolved = rvs_sys::next_hop(d.addr).await;
+                    if let Err(e) = &resolved {
+                        self.counters.unresolved_reals += 1;
+                        tracing::warn!(real = %d.addr, error = %e, "cannot resolve the real server's next hop (retried at each refresh)");
+                        // The kernel goes on resolving it: look again soon.
+                        self.next_refresh = self
+                            .next_refresh
+                            .min(std::time::Instant::now() + NEXT_HOP_RECHECK);
                     }
+                    slot.insert(RealHop {
+                        failing: resolved.is_err(),
+                        hop: resolved.ok(),
+                    });
                 }
             }
+        }
+        if std::time::Instant::now() >= self.next_refresh {
+            self.refresh_next_hops().await;
         }
         self.sync_marks(marks);
         let mut want = Wanted::default();
@@ -622,7 +693,7 @@ impl XdpPlane {
                     continue;
                 };
                 let index = self.real_slot(d.id);
-                let Some(nh) = self.next_hops.get(&d.addr) else {
+                let Some(nh) = self.next_hops.get(&d.addr).and_then(|h| h.hop.as_ref()) else {
                     continue;
                 };
                 let (tun_type, gue_port) = match d.forward {
@@ -688,6 +759,78 @@ impl XdpPlane {
             }
         }
         self.write(want);
+    }
+
+    /// Re-resolves the next hop of every real server in the table (see
+    /// [`rvs_sys::refresh_next_hops`]); changed ones are written to
+    /// `rvs_reals` by the sync that follows. Unresolvable ones keep their
+    /// last hop and are logged once, when they fail.
+    async fn refresh_next_hops(&mut self) {
+        let known: Vec<(IpAddr, Option<rvs_sys::NextHop>)> = self
+            .next_hops
+            .iter()
+            .map(|(addr, h)| (*addr, h.hop.clone()))
+            .collect();
+        let mut next_in = NEXT_HOP_REFRESH;
+        let found = if known.is_empty() {
+            Vec::new()
+        } else {
+            match rvs_sys::refresh_next_hops(&known).await {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::warn!(error = %e, "packet plane: cannot refresh the real servers' next hops");
+                    Vec::new()
+                }
+            }
+        };
+        if !found.is_empty() {
+            self.counters.next_hop_refreshes += 1;
+        }
+        for r in found {
+            let Some(known) = self.next_hops.get_mut(&r.addr) else {
+                continue;
+            };
+            if r.reverified {
+                self.counters.next_hop_reverified += 1;
+            }
+            match (&r.error, &known.hop, &r.hop) {
+                (Some(e), kept, _) => {
+                    if r.reverified {
+                        next_in = NEXT_HOP_RECHECK;
+                    }
+                    if !known.failing {
+                        self.counters.next_hop_failures += 1;
+                        tracing::warn!(
+                            real = %r.addr,
+                            error = %e,
+                            kept_mac = %kept.as_ref().map_or_else(|| "none".to_owned(), |h| mac_text(h.dmac)),
+                            "packet plane: the real server's next hop no longer resolves; its last MAC stays in use"
+                        );
+                    }
+                }
+                (None, Some(old), Some(new)) if frame_fields(old) != frame_fields(new) => {
+                    self.counters.next_hop_changes += 1;
+                    tracing::info!(
+                        real = %r.addr,
+                        old_mac = %mac_text(old.dmac),
+                        new_mac = %mac_text(new.dmac),
+                        old_interface = %old.ifname,
+                        new_interface = %new.ifname,
+                        "packet plane: the real server's next hop changed"
+                    );
+                }
+                (None, None, Some(new)) => {
+                    tracing::info!(real = %r.addr, mac = %mac_text(new.dmac), interface = %new.ifname, "packet plane: the real server's next hop resolved");
+                }
+                (None, Some(_), _) if known.failing => {
+                    tracing::info!(real = %r.addr, "packet plane: the real server's next hop resolves again");
+                }
+                _ => {}
+            }
+            known.failing = r.error.is_some();
+            known.hop = r.hop;
+        }
+        self.next_refresh = std::time::Instant::now() + next_in;
     }
 
     /// Brings `rvs_marks` in line with the classifier's rules, writing only

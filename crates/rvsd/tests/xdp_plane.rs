@@ -1277,3 +1277,78 @@ fn refused_new_connections_get_port_unreachable() {
         assert!(answered, "v6={v6}: {}", t.xdp_view());
     }
 }
+
+/// A DR real server replaced by one with the same address and another MAC
+/// (a new NIC or VM) is followed without touching the director: the plane
+/// re-resolves its next hop (asking the kernel to verify the neighbour entry,
+/// which XDP-forwarded traffic never does), rewrites the real's entry, and
+/// new connections reach it again. With the old MAC they would time out.
+#[test]
+fn dr_follows_a_real_servers_new_mac() {
+    if !is_root() {
+        eprintln!("SKIP: dr_follows_a_real_servers_new_mac needs root (network namespaces, XDP)");
+        return;
+    }
+    let t = Topology::start(Method::Dr, &[], false);
+    // The director's neighbour state machine in about a second: REACHABLE for
+    // 0.25-0.75 s, DELAY 1 s, three unicast probes 100 ms apart.
+    ns_sh(
+        &t.director,
+        "sysctl -qw net.ipv4.neigh.eth0.base_reachable_time_ms=500 \
+         net.ipv4.neigh.eth0.delay_first_probe_time=1 \
+         net.ipv4.neigh.eth0.retrans_time_ms=100",
+    );
+    let vip = format!("{VIP}:80");
+    t.rvsadm(&["-A", "-t", &vip, "-s", "rr"]);
+    t.rvsadm(&["-a", "-t", &vip, "-r", "10.1.0.11:80", "-g", "-w", "1"]);
+    let src = source_of(0, false);
+    let reaches_rs1 =
+        || in_netns(t.client.ns(), move || real_of(src, 80)).is_ok_and(|n| n == "rs1");
+    assert!(
+        wait_until(Duration::from_secs(10), reaches_rs1),
+        "DR never worked:\n{}",
+        t.logs()
+    );
+    let before = t.xdp_view()["driver"].clone();
+
+    let new_mac = "02:72:76:00:00:f1";
+    let rs1 = &t.reals[0];
+    ip(&[
+        "-n",
+        rs1.ns(),
+        "link",
+        "set",
+        "dev",
+        "eth0",
+        "address",
+        new_mac,
+    ]);
+    let changed = std::time::Instant::now();
+    let followed = wait_until(Duration::from_secs(25), reaches_rs1);
+    let took = changed.elapsed();
+    assert!(
+        followed,
+        "new connections never reached rs1 after its MAC changed:\n{}",
+        t.logs()
+    );
+    eprintln!("dr_follows_a_real_servers_new_mac: followed the new MAC after {took:?}");
+    // The view is refreshed once a second.
+    let moved = |name: &str, view: &serde_json::Value| {
+        view["driver"][name].as_u64() > before[name].as_u64()
+    };
+    let counted = wait_until(Duration::from_secs(3), || {
+        let view = t.xdp_view();
+        [
+            "next_hop_refreshes",
+            "next_hop_changes",
+            "next_hop_reverified",
+        ]
+        .iter()
+        .all(|n| moved(n, &view))
+    });
+    assert!(counted, "before {before}\nafter {}", t.xdp_view());
+    // Every connection since goes to rs1 at its new MAC.
+    for _ in 0..5 {
+        assert!(reaches_rs1(), "{}", t.logs());
+    }
+}
