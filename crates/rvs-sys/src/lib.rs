@@ -34,8 +34,11 @@
 //!    `getsockopt`, `bind`, `sendto` with structs of `if_xdp.h`; no safe
 //!    wrapper exists), `mmap`/`munmap` of its UMEM and rings, and access to
 //!    the rings' shared indices (atomics) and entries inside those mappings.
+//! 5. `bpf::map_update_batch`: the `bpf(2)` system call for
+//!    `BPF_MAP_UPDATE_BATCH` (aya has no batch operations).
 
 mod addresses;
+pub mod bpf;
 mod caps;
 mod error;
 mod frame;

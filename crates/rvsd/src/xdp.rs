@@ -327,6 +327,10 @@ pub struct XdpPlane {
     events: Vec<abi::Event>,
     /// Frames decided in the current batch, sent once the control lock is released.
     outbox: Vec<(u32, Vec<u8>)>,
+    /// Set while a batch of events is handled: flow writes are queued in
+    /// `pending_flows` and written by `flush_flows`.
+    batching: bool,
+    pending_flows: Vec<(FlowKey, abi::Flow)>,
     /// Reused buffer of one egress's frames for `send_frames`.
     send_batch: Vec<Vec<u8>>,
     view: std::sync::Arc<std::sync::Mutex<XdpView>>,
@@ -566,6 +570,8 @@ impl XdpPlane {
             events: Vec::with_capacity(EVENT_BATCH),
             outbox: Vec::with_capacity(EVENT_BATCH),
             send_batch: Vec::with_capacity(EVENT_BATCH),
+            batching: false,
+            pending_flows: Vec::with_capacity(2 * EVENT_BATCH),
             view: std::sync::Arc::new(std::sync::Mutex::new(XdpView {
                 interfaces: opts.interfaces.clone(),
                 ..XdpView::default()
@@ -823,10 +829,15 @@ impl XdpPlane {
             let now = control.now();
             let now_ns = monotonic_ns();
             let director = control.director_mut();
+            // The batch's flow entries are written together, after the lock
+            // is released and before any of its packets is sent on.
+            self.batching = true;
             for ev in &events {
                 self.handle_event(director, ev, now, now_ns);
             }
+            self.batching = false;
         }
+        self.flush_flows();
         // Decided packets go out after the lock is released, one sendmmsg(2)
         // per egress interface (bench/xdp-forwarding.sh's upcall transports:
         // batching beats one sendto per frame, and AF_XDP in copy mode).
@@ -848,6 +859,19 @@ impl XdpPlane {
         self.outbox = outbox;
         self.events = events;
         n
+    }
+
+    /// Writes the flow entries queued while handling a batch of events with
+    /// one `BPF_MAP_UPDATE_BATCH`. Entries after a failure are not written:
+    /// their flows' next packets come up again and are installed then.
+    fn flush_flows(&mut self) {
+        if self.pending_flows.is_empty() {
+            return;
+        }
+        if let Err((done, err)) = self.loaded.put_flows(&self.pending_flows) {
+            tracing::warn!(error = %err, written = done, of = self.pending_flows.len(), "flow install");
+        }
+        self.pending_flows.clear();
     }
 
     /// Sends `frames` out of `egress`, batched; the ones the kernel does not
@@ -986,8 +1010,11 @@ impl XdpPlane {
     ) -> Option<(FlowKey, abi::Flow, Option<FlowKey>)> {
         let mut in_entry = None;
         let mut out_key = None;
+        if write && self.batching {
+            self.pending_flows.extend_from_slice(entries);
+        }
         for (k, e) in entries {
-            if write {
+            if write && !self.batching {
                 if let Err(err) = self.loaded.put_flow(k, e) {
                     tracing::warn!(error = %err, "flow install");
                     return None;
@@ -1245,6 +1272,8 @@ impl XdpPlane {
     /// connection registered the same key (an imported connection that
     /// replaced an expired one, a flow reinstalled by an upcall).
     fn forget(&mut self, id: ConnId) {
+        // Queued writes go first, so that none re-creates an entry deleted here.
+        self.flush_flows();
         if let Some(rec) = self.flows.remove(&id) {
             for k in std::iter::once(rec.in_key).chain(rec.out_key) {
                 if self.by_flow.get(&k).is_some_and(|(owner, _)| *owner != id) {
