@@ -20,6 +20,10 @@
 #                `dnat to numgen inc mod 3 map {...}` (kube-proxy's nftables mode)
 #   new conns    SYNs with a new source port/address each: rvsd -s wlc (upcall
 #                path), rvsd -s mh (decided in XDP), nft DNAT (conntrack)
+#   upcall transports   every frame handed to userspace and sent back out by a
+#                thread on CPU 0, no decision: ring buffer + one AF_PACKET sendto
+#                per frame (rvsd's upcall today), ring buffer + sendmmsg per batch,
+#                and an AF_XDP socket (copy mode; veth has no zero-copy)
 #   cost         BPF_PROG_TEST_RUN repeat over one DR established-flow frame,
 #                against xdp_redirect_peer (DR only: a non-live repeat reruns
 #                the program on its own output, which only DR leaves matching)
@@ -117,7 +121,7 @@ run() {
 	want "$name" || return 0
 	local out
 	local via=()
-	if [[ "$SPLIT" == 1 && "$name" != wlc_new && "$name" != mh_new ]]; then
+	if [[ "$SPLIT" == 1 && "$name" != wlc_new && "$name" != mh_new && "$name" != upcall_* ]]; then
 		via=(--via-cpu "$RVSD_CPU")
 	fi
 	out=$(taskset -c "$GEN_CPU" "$BENCH" live "${COMMON[@]}" "${via[@]}" "$@")
@@ -188,6 +192,10 @@ if want mh_new; then
 	run mh_new --director none --flows new
 	rvsd_off
 fi
+echo "upcall transports (every frame to userspace on CPU $RVSD_CPU and back out):" >&2
+for t in ring mmsg xsk; do
+	run "upcall_$t" --director "upcall-$t" --flows new --upcall-cpu "$RVSD_CPU" --xsk-queue "$((GEN_CPU % 2))"
+done
 echo "per-packet cost (BPF_PROG_TEST_RUN, repeat $REPEAT):" >&2
 COST=$(ip netns exec "$D" true && taskset -c "$GEN_CPU" "$BENCH" cost --dir-ns "$D" \
 	--dir-ifindex "$DIDX" --gen-mac "$GMAC" --dir-mac "$DMAC" --repeat "$REPEAT")
@@ -226,6 +234,19 @@ for c in ceiling_new nft_new wlc_new mh_new; do
 	wlc_new) label="rvs wlc (upcall to rvsd)" ;; mh_new) label="rvs mh (in XDP)" ;;
 	esac
 	echo "| $label | $(kpps "${SENT[$c]}") | $(kpps "${RATE[$c]}") | $(ratio "${RATE[$c]}" "${RATE[nft_new]:-}") |"
+done
+echo
+echo "| upcall transport (no decision, frames re-sent by one thread) | offered k/s | re-sent k/s | send syscalls per frame | / ring + sendto |"
+echo "|---|---:|---:|---:|---:|"
+for c in upcall_ring upcall_mmsg upcall_xsk; do
+	[[ -n "${RATE[$c]:-}" ]] || continue
+	case "$c" in
+	upcall_ring) label="ring buffer + AF_PACKET sendto per frame (rvsd)" ;;
+	upcall_mmsg) label="ring buffer + AF_PACKET sendmmsg per batch" ;;
+	upcall_xsk) label="AF_XDP copy mode, TX ring + one kick per batch" ;;
+	esac
+	calls=$(awk -v l="${LINE[$c]}" 'BEGIN { n = split(l, f, " "); for (i = 1; i <= n; i++) { split(f[i], kv, "="); v[kv[1]] = kv[2] } if (v["upcall_sent"] > 0) printf "%.3f", v["upcall_send_calls"] / v["upcall_sent"]; else printf "-" }')
+	echo "| $label | $(kpps "${SENT[$c]}") | $(kpps "${RATE[$c]}") | $calls | $(ratio "${RATE[$c]}" "${RATE[upcall_ring]:-}") |"
 done
 echo
 echo "| program (BPF_PROG_TEST_RUN, repeat $REPEAT, best of 3) | ns/packet | verdict | / redirect_peer |"

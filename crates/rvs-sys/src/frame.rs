@@ -23,8 +23,16 @@ pub struct FrameSender {
 impl FrameSender {
     /// Opens an `AF_PACKET` raw socket for sending on `ifindex`.
     pub fn open(ifindex: u32) -> Result<FrameSender, SysError> {
-        let socket = Socket::new(Domain::PACKET, Type::RAW, None)
-            .map_err(|e| SysError::io(format!("AF_PACKET socket for ifindex {ifindex}"), e))?;
+        let what = || format!("AF_PACKET socket for ifindex {ifindex}");
+        let socket =
+            Socket::new(Domain::PACKET, Type::RAW, None).map_err(|e| SysError::io(what(), e))?;
+        // Bound to the interface with protocol 0 (it still receives nothing),
+        // so that `send_many` needs no per-frame address.
+        let index =
+            i32::try_from(ifindex).map_err(|_| SysError::invalid(what(), "ifindex too large"))?;
+        socket
+            .bind(&link_layer_address(index, 0, [0; 6]))
+            .map_err(|e| SysError::io(what(), e))?;
         Ok(FrameSender { socket, ifindex })
     }
 
@@ -56,6 +64,47 @@ impl FrameSender {
             return Err(SysError::io(what(), io::Error::other(short)));
         }
         Ok(())
+    }
+}
+
+impl FrameSender {
+    /// Sends whole frames out of the interface with one `sendmmsg(2)`; the
+    /// kernel takes each frame's EtherType from its header. Returns how many
+    /// were sent (the kernel stops at the first frame it cannot send).
+    pub fn send_many(&self, frames: &[Vec<u8>]) -> Result<usize, SysError> {
+        use nix::sys::socket::{sendmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
+        use std::io::IoSlice;
+        use std::os::fd::AsRawFd;
+
+        let what = || {
+            format!(
+                "sending {} frames on ifindex {}",
+                frames.len(),
+                self.ifindex
+            )
+        };
+        if frames.is_empty() {
+            return Ok(0);
+        }
+        if frames.iter().any(|f| f.len() < ETHERNET_HEADER_LEN) {
+            return Err(SysError::invalid(
+                what(),
+                "a frame is shorter than an Ethernet header",
+            ));
+        }
+        let slices: Vec<[IoSlice<'_>; 1]> = frames.iter().map(|f| [IoSlice::new(f)]).collect();
+        let addrs: Vec<Option<SockaddrStorage>> = vec![None; frames.len()];
+        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(frames.len(), None);
+        let sent = sendmmsg(
+            self.socket.as_raw_fd(),
+            &mut headers,
+            &slices,
+            &addrs,
+            [],
+            MsgFlags::empty(),
+        )
+        .map_err(|e| SysError::io(what(), e))?;
+        Ok(sent.count())
     }
 }
 

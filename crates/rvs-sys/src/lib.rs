@@ -10,7 +10,9 @@
 //! - [`netns::enter`]: moving the calling thread into a named network namespace;
 //! - [`next_hop`]: route, egress interface and neighbour MAC towards an
 //!   address (for the XDP packet plane's Ethernet headers);
-//! - [`missing_capabilities`]: which needed capabilities the process lacks.
+//! - [`missing_capabilities`]: which needed capabilities the process lacks;
+//! - [`XskSocket`]: an AF_XDP socket in copy mode (the packet plane's
+//!   benchmark compares it with the ring buffer upcall).
 //!
 //! Every fact is read through a socket or netlink request made by the calling
 //! thread, so all of it follows the thread's network namespace (sysfs would
@@ -18,7 +20,7 @@
 //!
 //! This is the only crate of the workspace allowed `unsafe` (its lints deny it;
 //! each block opts in with `#[allow(unsafe_code)]` and a `// SAFETY:` note).
-//! There are exactly three unsafe blocks:
+//! The unsafe blocks:
 //! 1. `vrrp_socket::set_multicast_if_index`: `setsockopt(IP_MULTICAST_IF)` with
 //!    a `struct ip_mreqn` naming the interface by index (neither nix nor
 //!    socket2 offers the ifindex form).
@@ -28,8 +30,15 @@
 //! 3. `VrrpSocket::open`: registers the socket with tokio through
 //!    `AsyncFd::register`, which is unsafe since tokio 1.54 because the fd must
 //!    stay open for the registration's life (socket2's `Socket` owns it).
+//! 4. `xsk`: the AF_XDP socket's system calls (`socket`, `setsockopt`,
+//!    `getsockopt`, `bind`, `sendto` with structs of `if_xdp.h`; no safe
+//!    wrapper exists), `mmap`/`munmap` of its UMEM and rings, and access to
+//!    the rings' shared indices (atomics) and entries inside those mappings.
+//! 5. `bpf::map_update_batch`: the `bpf(2)` system call for
+//!    `BPF_MAP_UPDATE_BATCH` (aya has no batch operations).
 
 mod addresses;
+pub mod bpf;
 mod caps;
 mod error;
 mod frame;
@@ -37,6 +46,7 @@ mod iface;
 pub mod netns;
 mod nexthop;
 mod vrrp_socket;
+mod xsk;
 
 pub use addresses::Addresses;
 pub use caps::{missing_capabilities, Capability};
@@ -45,3 +55,4 @@ pub use frame::FrameSender;
 pub use iface::{interface, interface_addrs, link_up, Interface};
 pub use nexthop::{next_hop, refresh_next_hops, HopRefresh, NextHop};
 pub use vrrp_socket::{Received, VrrpSocket};
+pub use xsk::{XskCounters, XskSocket, XSK_FRAME_SIZE};

@@ -155,3 +155,58 @@ int xdp_pass_all(struct xdp_md *ctx)
 {
 	return XDP_PASS;
 }
+
+/* ---- Upcall transports, compared by bench/xdp-forwarding.sh ----
+ *
+ * Both programs hand every frame to userspace, as rvs_xdp hands a new flow
+ * that no in-kernel scheduler can decide; rvs-xdp-bench sends it back out
+ * (the director's re-send after its decision). xdp_upcall_ring copies the
+ * frame into a ring buffer record and drops it (what rvs_xdp does today);
+ * xdp_upcall_xsk redirects it to the AF_XDP socket bound to its queue.
+ */
+#define BENCH_UPCALL_SNAP 128
+struct bench_upcall {
+	__u32 len;
+	__u32 pad;
+	__u8 frame[BENCH_UPCALL_SNAP];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22);
+} bench_ring SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__uint(max_entries, 4);
+	__type(key, __u32);
+	__type(value, __u32);
+} bench_xsks SEC(".maps");
+
+SEC("xdp")
+int xdp_upcall_ring(struct xdp_md *ctx)
+{
+	__u32 len = ctx->data_end - ctx->data;
+	struct bench_upcall *rec;
+
+	if (len > BENCH_UPCALL_SNAP)
+		return XDP_DROP;
+	rec = bpf_ringbuf_reserve(&bench_ring, sizeof(*rec), 0);
+	if (!rec)
+		return XDP_DROP;
+	asm volatile("" : "+r"(len));
+	if (len < 1 || len > BENCH_UPCALL_SNAP || bpf_xdp_load_bytes(ctx, 0, rec->frame, len) < 0) {
+		bpf_ringbuf_discard(rec, 0);
+		return XDP_DROP;
+	}
+	rec->len = len;
+	rec->pad = 0;
+	bpf_ringbuf_submit(rec, 0);
+	return XDP_DROP;
+}
+
+SEC("xdp")
+int xdp_upcall_xsk(struct xdp_md *ctx)
+{
+	return bpf_redirect_map(&bench_xsks, ctx->rx_queue_index, XDP_DROP);
+}

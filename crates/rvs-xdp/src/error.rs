@@ -49,6 +49,14 @@ pub enum XdpError {
         source: Box<XdpMapError>,
     },
 
+    #[error("map `{map}`: {op} failed: {source}")]
+    MapBatch {
+        map: &'static str,
+        op: &'static str,
+        #[source]
+        source: Box<rvs_sys::SysError>,
+    },
+
     #[error("map `{map}`: index range {start}..{end} is outside 0..{max}")]
     OutOfRange {
         map: &'static str,

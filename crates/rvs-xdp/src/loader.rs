@@ -361,6 +361,32 @@ impl Loaded {
             .map_err(map_err(MAP_FLOWS, "update"))
     }
 
+    /// Writes many flows with one `BPF_MAP_UPDATE_BATCH`, in order. Returns
+    /// how many were written before the first failure, with that failure.
+    pub fn put_flows(&mut self, entries: &[(FlowKey, Flow)]) -> Result<(), (usize, XdpError)> {
+        use aya::maps::IterableMap;
+        use std::os::fd::AsFd;
+        let mut keys = Vec::with_capacity(entries.len() * FlowKey::SIZE);
+        let mut values = Vec::with_capacity(entries.len() * Flow::SIZE);
+        for (k, f) in entries {
+            keys.extend_from_slice(&k.to_bytes());
+            values.extend_from_slice(&f.to_bytes());
+        }
+        let fd = self.flows.map().fd().as_fd();
+        rvs_sys::bpf::map_update_batch(fd, &keys, &values, FlowKey::SIZE, Flow::SIZE)
+            .map(|_| ())
+            .map_err(|(done, e)| {
+                (
+                    done as usize,
+                    XdpError::MapBatch {
+                        map: MAP_FLOWS,
+                        op: "batch update",
+                        source: Box::new(e),
+                    },
+                )
+            })
+    }
+
     pub fn get_flow(&self, k: &FlowKey) -> Result<Option<Flow>, XdpError> {
         match self.flows.get(&k.to_bytes(), 0) {
             Ok(bytes) => Ok(Some(Flow::from_bytes(&bytes))),

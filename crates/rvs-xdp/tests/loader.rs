@@ -206,6 +206,29 @@ fn maps_round_trip() {
         .expect("deleting a missing flow is fine");
     assert_eq!(loaded.flows().unwrap(), vec![(key_out, flow_out)]);
 
+    // A batch writes every entry in order (a later one for the same key wins).
+    let batch: Vec<(FlowKey, Flow)> = (0..300u16)
+        .map(|i| {
+            let k = FlowKey::new(client, 1000 + i, vip_addr, 80, 6);
+            let f = Flow {
+                real: u32::from(i),
+                packets: u64::from(i) * 7,
+                ..flow_in
+            };
+            (k, f)
+        })
+        .chain(std::iter::once((key_out, flow_in)))
+        .collect();
+    loaded.put_flows(&batch).unwrap();
+    for (k, f) in &batch {
+        assert_eq!(loaded.get_flow(k).unwrap(), Some(*f));
+    }
+    assert_eq!(loaded.flows().unwrap().len(), 301);
+    loaded.put_flows(&[]).unwrap();
+    for (k, _) in &batch {
+        loaded.del_flow(k).unwrap();
+    }
+
     // ifindex 1 is the loopback of every namespace.
     loaded.add_tx_port(1).unwrap();
     assert_eq!(loaded.tx_ports().unwrap(), vec![1]);

@@ -52,7 +52,8 @@ fn usage() -> &'static str {
     "usage:
   rvs-xdp-bench live --gen-ns NS --dir-ns NS --gen-if IF --dir-if IF \\
       --gen-ifindex N --dir-ifindex N --gen-mac MAC --dir-mac MAC \\
-      --director drop|dr|tun|nat|fnat|pass|none --flows one|new [--seconds S] [--batch N]
+      --director drop|dr|tun|nat|fnat|pass|none|upcall-ring|upcall-mmsg|upcall-xsk \\
+      --flows one|new [--seconds S] [--batch N] [--upcall-cpu N] [--xsk-queue N]
       [--via-cpu N]   (frames cross to CPU N through a cpumap before the veth, so the
                        director and the sink run on CPU N, not on the generator's CPU)
   rvs-xdp-bench cost --dir-ns NS --dir-ifindex N --gen-mac MAC --dir-mac MAC [--repeat N]"
@@ -227,6 +228,18 @@ enum DirectorKind {
     Rvs(u8),
     Pass,
     None,
+    Upcall(Transport),
+}
+
+/// How an upcall frame reaches userspace and goes back out (`upcall-*`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Transport {
+    /// Ring buffer record, one `sendto(2)` on AF_PACKET per frame (rvsd today).
+    Ring,
+    /// Ring buffer records, one `sendmmsg(2)` on AF_PACKET per batch.
+    RingBatched,
+    /// AF_XDP socket in copy mode: RX ring in, TX ring out, one kick per batch.
+    Xsk,
 }
 
 fn director_kind(s: &str) -> Result<DirectorKind, Error> {
@@ -238,6 +251,9 @@ fn director_kind(s: &str) -> Result<DirectorKind, Error> {
         "fnat" => DirectorKind::Rvs(abi::METHOD_FNAT),
         "pass" => DirectorKind::Pass,
         "none" => DirectorKind::None,
+        "upcall-ring" => DirectorKind::Upcall(Transport::Ring),
+        "upcall-mmsg" => DirectorKind::Upcall(Transport::RingBatched),
+        "upcall-xsk" => DirectorKind::Upcall(Transport::Xsk),
         other => return Err(format!("--director: unknown {other:?}\n{}", usage()).into()),
     })
 }
@@ -348,6 +364,7 @@ fn live(a: &Args) -> Result<(), Error> {
     rvs_sys::netns::enter(dir_ns)?;
     let mut dir_bench = None;
     let mut dir_rvs = None;
+    let mut upcaller = None;
     match kind {
         DirectorKind::Drop | DirectorKind::Pass => {
             let mut b = BenchProgs::load()?;
@@ -367,6 +384,18 @@ fn live(a: &Args) -> Result<(), Error> {
             dir_rvs = Some((l, method));
         }
         DirectorKind::None => {}
+        DirectorKind::Upcall(transport) => {
+            let cpu: usize = a.num("upcall-cpu", 0)?;
+            let queue: u32 = a.num("xsk-queue", 1)?;
+            upcaller = Some(Upcaller::start(
+                transport,
+                dir_ifindex,
+                dir_if,
+                queue,
+                cpu,
+                [gen_mac, dir_mac],
+            )?);
+        }
     }
 
     // The generator's side: the sink, then the generator itself.
@@ -459,6 +488,11 @@ fn live(a: &Args) -> Result<(), Error> {
             );
         }
     }
+    if let Some(u) = upcaller.take() {
+        let (received, sent, calls) = u.stop()?;
+        line +=
+            &format!(" upcall_received={received} upcall_sent={sent} upcall_send_calls={calls}");
+    }
     if let (Some((l, method)), Some(before)) = (&dir_rvs, stats_before) {
         let after = l.stats()?;
         let delta = |s: Stat| after[s as usize] - before[s as usize];
@@ -477,6 +511,173 @@ fn live(a: &Args) -> Result<(), Error> {
     }
     println!("{line}");
     Ok(())
+}
+
+/// The userspace side of an upcall case: the director's XDP program hands
+/// every frame up; a thread pinned to its own CPU rewrites the Ethernet
+/// header (to the generator, as rvsd's re-send after a decision) and sends it
+/// back out of the director's interface.
+struct Upcaller {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Result<(u64, u64, u64), String>>,
+    // Keeps the director's program attached (and its maps) for the case.
+    _progs: BenchProgs,
+}
+
+/// Frames handled per wake-up, as rvsd's `EVENT_BATCH` order of magnitude.
+const UPCALL_BATCH: usize = 64;
+
+impl Upcaller {
+    fn start(
+        transport: Transport,
+        ifindex: u32,
+        ifname: &str,
+        queue: u32,
+        cpu: usize,
+        macs: [[u8; 6]; 2],
+    ) -> Result<Upcaller, Error> {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::{mpsc, Arc};
+
+        let mut progs = BenchProgs::load()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_thread = stop.clone();
+        let ring = match transport {
+            Transport::Xsk => None,
+            Transport::Ring | Transport::RingBatched => {
+                let map = progs
+                    .ebpf
+                    .take_map("bench_ring")
+                    .ok_or("bench object has no map bench_ring")?;
+                Some(aya::maps::RingBuf::try_from(map)?)
+            }
+        };
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<Option<std::os::fd::OwnedFd>, String>>();
+        // The thread is created here, so it shares this thread's namespace.
+        let thread = std::thread::spawn(move || {
+            let mut pin = nix::sched::CpuSet::new();
+            let _ = pin.set(cpu);
+            let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &pin);
+            let rewrite = |f: &mut [u8]| {
+                if f.len() >= 12 {
+                    f[0..6].copy_from_slice(&macs[0]);
+                    f[6..12].copy_from_slice(&macs[1]);
+                }
+            };
+            let (mut received, mut sent, mut calls) = (0u64, 0u64, 0u64);
+            match ring {
+                None => {
+                    let mut xsk = match rvs_sys::XskSocket::open(ifindex, queue, 8192) {
+                        Ok(x) => x,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e.to_string()));
+                            return Err(e.to_string());
+                        }
+                    };
+                    use std::os::fd::AsFd;
+                    let dup = xsk.as_fd().try_clone_to_owned().map_err(|e| e.to_string());
+                    let _ = ready_tx.send(dup.map(Some));
+                    while !stop_thread.load(std::sync::atomic::Ordering::Relaxed) {
+                        let n = xsk
+                            .forward(UPCALL_BATCH as u32, |f| {
+                                rewrite(f);
+                                true
+                            })
+                            .map_err(|e| e.to_string())?;
+                        if n == 0 {
+                            let mut fds = [nix::poll::PollFd::new(
+                                xsk.as_fd(),
+                                nix::poll::PollFlags::POLLIN,
+                            )];
+                            let _ = nix::poll::poll(&mut fds, 10u16);
+                        }
+                    }
+                    let c = xsk.counters();
+                    received = c.received;
+                    sent = c.sent;
+                    calls = c.kicks;
+                }
+                Some(mut ring) => {
+                    let sender = match rvs_sys::FrameSender::open(ifindex) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e.to_string()));
+                            return Err(e.to_string());
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(None));
+                    let mut batch: Vec<Vec<u8>> = Vec::with_capacity(UPCALL_BATCH);
+                    while !stop_thread.load(std::sync::atomic::Ordering::Relaxed) {
+                        batch.clear();
+                        while batch.len() < UPCALL_BATCH {
+                            let Some(item) = ring.next() else { break };
+                            // bench_upcall: len (4), pad (4), frame.
+                            let len = item
+                                .get(0..4)
+                                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                                .map_or(0, u32::from_ne_bytes)
+                                as usize;
+                            if let Some(frame) = item.get(8..8 + len) {
+                                let mut f = frame.to_vec();
+                                rewrite(&mut f);
+                                batch.push(f);
+                            }
+                        }
+                        received += batch.len() as u64;
+                        if batch.is_empty() {
+                            let mut fds = [nix::poll::PollFd::new(
+                                std::os::fd::AsFd::as_fd(&ring),
+                                nix::poll::PollFlags::POLLIN,
+                            )];
+                            let _ = nix::poll::poll(&mut fds, 10u16);
+                            continue;
+                        }
+                        if transport == Transport::RingBatched {
+                            calls += 1;
+                            sent += sender.send_many(&batch).unwrap_or(0) as u64;
+                        } else {
+                            for f in &batch {
+                                calls += 1;
+                                if sender.send(f).is_ok() {
+                                    sent += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Ok((received, sent, calls))
+        });
+        let ready = ready_rx
+            .recv_timeout(Duration::from_secs(5))
+            .map_err(|e| format!("upcall thread did not start: {e}"))??;
+        if let Some(fd) = ready {
+            let map = progs
+                .ebpf
+                .map_mut("bench_xsks")
+                .ok_or("bench object has no map bench_xsks")?;
+            let mut xsks: aya::maps::XskMap<&mut MapData> = aya::maps::XskMap::try_from(map)?;
+            xsks.set(queue, std::os::fd::AsRawFd::as_raw_fd(&fd), 0)?;
+        }
+        let name = if transport == Transport::Xsk {
+            "xdp_upcall_xsk"
+        } else {
+            "xdp_upcall_ring"
+        };
+        progs.load_and_attach(name, ifname)?;
+        Ok(Upcaller {
+            stop,
+            thread,
+            _progs: progs,
+        })
+    }
+
+    /// Stops the thread; returns frames received, frames sent and send calls.
+    fn stop(self) -> Result<(u64, u64, u64), Error> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let out = self.thread.join().map_err(|_| "upcall thread panicked")??;
+        Ok(out)
+    }
 }
 
 /// The kernel's mean ns per run of `prog` over `frame`, best of `rounds`
