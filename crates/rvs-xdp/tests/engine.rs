@@ -1773,6 +1773,59 @@ proptest! {
         assert_checksums(&out.frame);
     }
 
+    /// ICMP errors about FullNAT flows (both ends rewritten, in and out) of
+    /// arbitrary addresses, ports and quote lengths keep every checksum valid.
+    #[test]
+    fn nat_icmp_error_checksums_always_valid(
+        addrs in any::<[u128; 5]>(), v6 in any::<bool>(),
+        ports in any::<[u16; 4]>(), tcp in any::<bool>(), out in any::<bool>(),
+        payload in prop::collection::vec(any::<u8>(), 0..40),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let a = |i: usize| if v6 {
+            IpAddr::V6(Ipv6Addr::from(addrs[i]))
+        } else {
+            IpAddr::V4(Ipv4Addr::from(addrs[i] as u32))
+        };
+        let (client, vip, local, rip, router) = (a(0), a(1), a(2), a(3), a(4));
+        let [cport, vport, lport, rport] = ports;
+        let proto = if tcp { 6 } else { 17 };
+        let in_key = FlowKey::new(client, cport, vip, vport, proto);
+        let out_key = FlowKey::new(rip, rport, local, lport, proto);
+        prop_assume!(in_key != out_key);
+        let mut t = Tables { config: config(), ..Tables::default() };
+        t.reals.insert(7, real(rip, abi::METHOD_FNAT));
+        t.flows.insert(in_key, Flow {
+            new_saddr: addr_bytes(local), new_sport_be: lport.to_be(),
+            new_daddr: addr_bytes(rip), new_dport_be: rport.to_be(),
+            real: 7, method: abi::METHOD_FNAT,
+            flags: abi::FLOW_F_SNAT | abi::FLOW_F_DNAT,
+            ..Flow::default()
+        });
+        t.flows.insert(out_key, Flow {
+            new_saddr: addr_bytes(vip), new_sport_be: vport.to_be(),
+            new_daddr: addr_bytes(client), new_dport_be: cport.to_be(),
+            real: abi::NO_REAL, ifindex: IN_IF, dmac: CLIENT_MAC, smac: LB_MAC,
+            method: abi::METHOD_FNAT,
+            flags: abi::FLOW_F_OUT | abi::FLOW_F_SNAT | abi::FLOW_F_DNAT,
+            ..Flow::default()
+        });
+        let (quoted, to) = if out {
+            (tcp_or_udp(tcp, local, lport, rip, rport), local)
+        } else {
+            (tcp_or_udp(tcp, vip, vport, client, cport), vip)
+        };
+        let mut quoted = quoted;
+        quoted.payload = payload;
+        let mut err = error_about(router, to, &quoted, 4, 2, 0);
+        let hdr = if v6 { 40 } else { 20 };
+        err.payload.truncate(hdr + 4 + cut.index(err.payload.len() - hdr - 3));
+        let out = run(&mut t, &err);
+        prop_assert!(matches!(out.verdict, Verdict::Redirect(_) | Verdict::Tx), "{:?}", out.verdict);
+        prop_assert_eq!(stat(&t, Stat::IcmpErrorFwd), 1);
+        assert_icmp_error_checksums(&out.frame);
+    }
+
     /// `process` never panics, whatever the frame and tables, and leaves frames
     /// it does not forward unchanged.
     #[test]
