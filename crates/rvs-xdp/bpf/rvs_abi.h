@@ -87,7 +87,7 @@ enum rvs_stat {
 	RVS_STAT_DROP_GUARD,      /* upcalls refused by the new-flow guard */
 	RVS_STAT_DROP_RINGBUF,    /* ring buffer full */
 	RVS_STAT_ICMP_ECHO,       /* echo requests to a VIP answered */
-	RVS_STAT_ICMP_ERROR_FWD,  /* ICMP errors forwarded to the flow's real server */
+	RVS_STAT_ICMP_ERROR_FWD,  /* ICMP errors forwarded along their flow (NAT/FullNAT: rewritten) */
 	RVS_STAT_DROP_TOO_BIG,    /* encapsulation would not fit / adjust_head failed */
 	RVS_STAT_REDIRECT_FAIL,   /* bpf_redirect_map refused */
 	RVS_STAT_MAX

@@ -145,6 +145,16 @@ static __always_inline __u32 csum_update(__u32 check, const __u8 *old, const __u
 	return (~fold16(sum)) & 0xFFFF;
 }
 
+/* `update` over one 16-bit word, given as values (old and new host-order words). */
+static __always_inline __u32 csum_update_word(__u32 check, __u32 old, __u32 new)
+{
+	__u32 sum = (~check) & 0xFFFF;
+
+	sum += (~old) & 0xFFFF;
+	sum += new & 0xFFFF;
+	return (~fold16(sum)) & 0xFFFF;
+}
+
 /* The IPv4 header checksum over 20 bytes at `h` (its checksum field counted as 0). */
 static __always_inline __u32 ip4_checksum(const __u8 *h)
 {
@@ -572,8 +582,8 @@ static __always_inline int encap(struct xdp_md *ctx, const struct pkt *p, const 
 
 /*
  * Forwards the packet as entry `e` says. `hkey` is the flow key (the tunnel
- * hash input). (Forwarded ICMP errors do not come here: icmp_error sends them
- * unchanged, DR or TUN only.)
+ * hash input). (Forwarded ICMP errors do not come here: icmp_error has its
+ * own rewrites, rewrite_icmp_error.)
  */
 static __always_inline int apply_entry(struct xdp_md *ctx, const struct pkt *p, const struct rvs_flow *e,
 				       const struct rvs_flow_key *hkey, int v6, __u32 *stat)
@@ -648,14 +658,33 @@ static __always_inline int choose_slot(const struct rvs_vip *v, const struct pkt
 	return 0;
 }
 
+/* The in entry of a new flow chosen by sh/dh/mh. */
+static __always_inline void fill_in_entry(struct rvs_flow *in, const struct pkt *p, __u32 ri,
+					  const struct rvs_real *real, __u64 now)
+{
+	__builtin_memset(in, 0, sizeof(*in));
+	in->real = ri;
+	in->method = real->method;
+	in->flags = p->proto == PROTO_TCP ? RVS_FLOW_F_NOTIFY_ACK : 0;
+	in->last_seen_ns = now;
+	if (real->method == RVS_METHOD_NAT) {
+		in->flags |= RVS_FLOW_F_DNAT;
+		copy_bytes(in->new_daddr, real->addr, 16);
+		/* IPVS: dest->port ? dest->port : vport (fwmark reals often have port 0). */
+		in->new_dport = real->port ? real->port : p->key.dport;
+	}
+}
+
 /*
  * A new flow chosen by sh/dh/mh: the in entry, for NAT also the reply entry,
- * an RVS_EV_NEW record, then the entry is applied.
+ * an RVS_EV_NEW record, then the entry is applied. One buffer holds both
+ * entries in turn (the in entry is written again after the reply entry): the
+ * program's stack is close to the verifier's 512 bytes.
  */
 static __always_inline int schedule_new(struct xdp_md *ctx, const struct pkt *p, __u32 ri,
 					const struct rvs_real *real, int v6, __u32 *stat)
 {
-	struct rvs_flow in;
+	struct rvs_flow ent;
 	__u64 now = bpf_ktime_get_ns();
 	__u8 *d = (__u8 *)(long)ctx->data;
 	__u8 *end = (__u8 *)(long)ctx->data_end;
@@ -664,49 +693,36 @@ static __always_inline int schedule_new(struct xdp_md *ctx, const struct pkt *p,
 		*stat = RVS_STAT_DROP_MALFORMED;
 		return XDP_DROP;
 	}
-	__builtin_memset(&in, 0, sizeof(in));
-	in.real = ri;
-	in.method = real->method;
-	in.flags = p->proto == PROTO_TCP ? RVS_FLOW_F_NOTIFY_ACK : 0;
-	in.last_seen_ns = now;
+	fill_in_entry(&ent, p, ri, real, now);
+	bpf_map_update_elem(&rvs_flows, &p->key, &ent, BPF_ANY);
 	if (real->method == RVS_METHOD_NAT) {
 		struct rvs_flow_key rkey;
-		struct rvs_flow out;
-
-		/* IPVS: dest->port ? dest->port : vport (fwmark reals often have port 0). */
-		__u16 dport = real->port ? real->port : p->key.dport;
-
-		in.flags |= RVS_FLOW_F_DNAT;
-		copy_bytes(in.new_daddr, real->addr, 16);
-		in.new_dport = dport;
 
 		__builtin_memset(&rkey, 0, sizeof(rkey));
 		copy_bytes(rkey.saddr, real->addr, 16);
 		copy_bytes(rkey.daddr, p->key.saddr, 16);
-		rkey.sport = dport;
+		rkey.sport = ent.new_dport;
 		rkey.dport = p->key.sport;
 		rkey.proto = p->proto;
 		rkey.family = p->key.family;
 
-		__builtin_memset(&out, 0, sizeof(out));
-		copy_bytes(out.new_saddr, p->key.daddr, 16);
-		out.new_sport = p->key.dport;
-		out.real = RVS_NO_REAL;
-		out.ifindex = ctx->ingress_ifindex;
-		copy_bytes(out.dmac, d + 6, 6);
-		copy_bytes(out.smac, d, 6);
-		out.method = RVS_METHOD_NAT;
-		out.flags = RVS_FLOW_F_OUT | RVS_FLOW_F_SNAT;
-		out.last_seen_ns = now;
-		bpf_map_update_elem(&rvs_flows, &p->key, &in, BPF_ANY);
-		bpf_map_update_elem(&rvs_flows, &rkey, &out, BPF_ANY);
-	} else {
-		bpf_map_update_elem(&rvs_flows, &p->key, &in, BPF_ANY);
+		__builtin_memset(&ent, 0, sizeof(ent));
+		copy_bytes(ent.new_saddr, p->key.daddr, 16);
+		ent.new_sport = p->key.dport;
+		ent.real = RVS_NO_REAL;
+		ent.ifindex = ctx->ingress_ifindex;
+		copy_bytes(ent.dmac, d + 6, 6);
+		copy_bytes(ent.smac, d, 6);
+		ent.method = RVS_METHOD_NAT;
+		ent.flags = RVS_FLOW_F_OUT | RVS_FLOW_F_SNAT;
+		ent.last_seen_ns = now;
+		bpf_map_update_elem(&rvs_flows, &rkey, &ent, BPF_ANY);
+		fill_in_entry(&ent, p, ri, real, now);
 	}
 	stat_inc(RVS_STAT_XDP_SCHED);
 	if (!emit_notify(ctx, RVS_EV_NEW, ri, p->frame_len))
 		stat_inc(RVS_STAT_DROP_RINGBUF);
-	return apply_entry(ctx, p, &in, &p->key, v6, stat);
+	return apply_entry(ctx, p, &ent, &p->key, v6, stat);
 }
 
 /*
@@ -872,8 +888,86 @@ static __always_inline int icmp_echo(struct xdp_md *ctx, const struct pkt *p, in
 }
 
 /*
- * An ICMP error about a flow: the quoted packet went from the VIP to the
- * client, so the flow key is the quoted one turned round.
+ * Replaces `len` bytes at `at` with `new` unless they are equal, updating the
+ * checksum fields `c1` and `c2` (NULL: none) over the old and new bytes.
+ */
+static __always_inline void replace_field(__u8 *at, const __u8 *new, int len, __u8 *c1, __u8 *c2)
+{
+	if (bytes_equal(at, new, len))
+		return;
+	if (c1)
+		put_be16(c1, csum_update(be16_at(c1), at, new, len));
+	if (c2)
+		put_be16(c2, csum_update(be16_at(c2), at, new, len));
+	copy_bytes(at, new, len);
+}
+
+/*
+ * The rewrites of an ICMP error about a NAT or FullNAT flow (entry `e`, found
+ * by the quote turned round; ip_vs_nat_icmp / ip_vs_nat_icmp_v6 generalised):
+ * the outer header gets the address changes `e` makes to packets of its flow,
+ * the quote (a packet of the other direction) the mirrored changes. Checksums
+ * in the contract's order: outer addresses (IPv4 header / ICMPv6 pseudo
+ * header), quoted addresses (ICMP and quoted IPv4 header), the quoted IPv4
+ * header checksum word (ICMP), quoted ports (ICMP). The quoted L4 checksum is
+ * left alone, as the kernel does. Returns 0 if the headers are not there
+ * (cannot happen after icmp_error's checks).
+ */
+static __always_inline int rewrite_icmp_error(struct xdp_md *ctx, const struct rvs_flow *e, int v6)
+{
+	__u8 *d = (__u8 *)(long)ctx->data;
+	__u8 *end = (__u8 *)(long)ctx->data_end;
+	const __u32 l4 = v6 ? L4_OFF6 : L4_OFF4;
+	const __u32 q = l4 + ICMP_MIN;
+	const __u32 qhdr = v6 ? IP6_LEN : IP4_LEN;
+	const int alen = v6 ? 16 : 4;
+	const __u32 saddr_off = v6 ? 8 : 12;
+	const __u32 daddr_off = v6 ? 24 : 16;
+	const int snat = (e->flags & RVS_FLOW_F_SNAT) != 0;
+	const int dnat = (e->flags & RVS_FLOW_F_DNAT) != 0;
+	__u8 *ip, *qip, *icheck, *ports, *outer_check, *qcheck;
+	__u32 qcheck_old, qcheck_new;
+	__u8 qproto;
+
+	if (d + q + qhdr + 4 > end)
+		return 0;
+	ip = d + ETH_LEN;
+	qip = d + q;
+	ports = qip + qhdr;
+	icheck = d + l4 + 2;
+	/* IPv4: the header checksum; ICMPv6: its checksum covers the addresses. */
+	outer_check = v6 ? icheck : ip + 10;
+	qcheck = v6 ? NULL : qip + 10;
+	qproto = v6 ? qip[6] : qip[9];
+
+	if (snat)
+		replace_field(ip + saddr_off, e->new_saddr, alen, outer_check, NULL);
+	if (dnat)
+		replace_field(ip + daddr_off, e->new_daddr, alen, outer_check, NULL);
+	qcheck_old = v6 ? 0 : be16_at(qip + 10);
+	if (dnat)
+		replace_field(qip + saddr_off, e->new_daddr, alen, icheck, qcheck);
+	if (snat)
+		replace_field(qip + daddr_off, e->new_saddr, alen, icheck, qcheck);
+	qcheck_new = v6 ? 0 : be16_at(qip + 10);
+	if (qcheck_new != qcheck_old)
+		put_be16(icheck, csum_update_word(be16_at(icheck), qcheck_old, qcheck_new));
+	if (qproto == PROTO_TCP || qproto == PROTO_UDP) {
+		/* Ports straight from the entry (network order, as on the wire). */
+		if (dnat)
+			replace_field(ports, (const __u8 *)&e->new_dport, 2, icheck, NULL);
+		if (snat)
+			replace_field(ports + 2, (const __u8 *)&e->new_sport, 2, icheck, NULL);
+	}
+	return 1;
+}
+
+/*
+ * An ICMP error about a flow. The quoted packet travels the other way of the
+ * flow it is about, so the flow key is the quoted one turned round. DR/TUN:
+ * forwarded unchanged (TUN encapsulated) to the flow's real server; NAT and
+ * FullNAT, in and reply entries: rewritten (rewrite_icmp_error) and sent on as
+ * a packet of the entry's flow.
  */
 static __always_inline int icmp_error(struct xdp_md *ctx, const struct pkt *p, int v6, __u32 *stat)
 {
@@ -885,7 +979,8 @@ static __always_inline int icmp_error(struct xdp_md *ctx, const struct pkt *p, i
 	struct rvs_flow_key k;
 	struct rvs_flow *e;
 	struct rvs_real *real;
-	__u32 ri;
+	const __u8 *dmac, *smac;
+	__u32 ri, ifindex;
 	__u8 *qip, *ql4;
 	int r;
 
@@ -918,27 +1013,49 @@ static __always_inline int icmp_error(struct xdp_md *ctx, const struct pkt *p, i
 	k.family = p->key.family;
 
 	e = bpf_map_lookup_elem(&rvs_flows, &k);
-	if (!e || (e->flags & RVS_FLOW_F_OUT) ||
-	    (e->method != RVS_METHOD_DR && e->method != RVS_METHOD_TUN)) {
+	if (!e) {
 		*stat = RVS_STAT_PASS_ICMP;
 		return XDP_PASS;
 	}
-	ri = e->real;
-	real = bpf_map_lookup_elem(&rvs_reals, &ri);
-	if (!real || real->family == 0) {
+	if (e->flags & RVS_FLOW_F_OUT) {
+		/* About a reply: rewritten, back towards the client as replies go. */
+		dmac = e->dmac;
+		smac = e->smac;
+		ifindex = e->ifindex;
+	} else {
+		if (e->method != RVS_METHOD_DR && e->method != RVS_METHOD_TUN &&
+		    e->method != RVS_METHOD_NAT && e->method != RVS_METHOD_FNAT) {
+			*stat = RVS_STAT_PASS_ICMP;
+			return XDP_PASS;
+		}
+		ri = e->real;
+		real = bpf_map_lookup_elem(&rvs_reals, &ri);
+		if (!real || real->family == 0) {
+			*stat = RVS_STAT_DROP_MALFORMED;
+			return XDP_DROP;
+		}
+		if (e->method == RVS_METHOD_TUN) {
+			r = encap(ctx, p, real, &k, v6, stat);
+			if (r != XDP_PASS)
+				return r;
+			*stat = RVS_STAT_ICMP_ERROR_FWD;
+			return egress(ctx, real->ifindex, stat);
+		}
+		dmac = real->dmac;
+		smac = real->smac;
+		ifindex = real->ifindex;
+	}
+	if (((e->flags & RVS_FLOW_F_OUT) || e->method != RVS_METHOD_DR) &&
+	    !rewrite_icmp_error(ctx, e, v6)) {
 		*stat = RVS_STAT_DROP_MALFORMED;
 		return XDP_DROP;
 	}
-	if (e->method == RVS_METHOD_TUN) {
-		r = encap(ctx, p, real, &k, v6, stat);
-		if (r != XDP_PASS)
-			return r;
-	} else if (!set_eth(ctx, real->dmac, real->smac)) {
+	if (!set_eth(ctx, dmac, smac)) {
 		*stat = RVS_STAT_DROP_MALFORMED;
 		return XDP_DROP;
 	}
 	*stat = RVS_STAT_ICMP_ERROR_FWD;
-	return egress(ctx, real->ifindex, stat);
+	return egress(ctx, ifindex, stat);
 }
 
 static __always_inline int handle_icmp(struct xdp_md *ctx, const struct pkt *p, int v6, __u32 *stat)

@@ -73,6 +73,8 @@ pub enum Stat {
     DropGuard,
     DropRingbuf,
     IcmpEcho,
+    /// ICMP errors forwarded along the flow they quote: to its real server, or
+    /// (NAT/FullNAT reply entries) back to the client; NAT/FullNAT rewritten.
     IcmpErrorFwd,
     DropTooBig,
     RedirectFail,

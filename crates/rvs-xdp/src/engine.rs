@@ -952,9 +952,9 @@ fn echo_reply(frame: &[u8], p: &Parsed) -> Option<Vec<u8>> {
     Some(f)
 }
 
-/// The flow key an ICMP error's quoted packet belongs to (the quote went from the
-/// VIP to the client, so it is turned round), if its IP header and ports are all
-/// inside the ICMP packet.
+/// The flow key an ICMP error's quoted packet belongs to (the quote travels the
+/// other way of its flow, so it is turned round), if its IP header and ports are
+/// all inside the ICMP packet.
 fn quoted_flow_key(frame: &[u8], p: &Parsed) -> Option<FlowKey> {
     let q = p.l4_offset() + ICMP_QUOTE_OFFSET;
     let ip_end = ETH_HLEN + p.ip_len_usize();
@@ -993,6 +993,140 @@ fn quoted_flow_key(frame: &[u8], p: &Parsed) -> Option<FlowKey> {
         proto,
         family: p.family,
     })
+}
+
+/// Replaces the bytes at `off` with `new` unless they are equal, updating each
+/// checksum in `checks` over the old and new bytes.
+fn replace_field(f: &mut [u8], off: usize, new: &[u8], checks: &mut [&mut u16]) -> Option<()> {
+    let old = f.get(off..off.checked_add(new.len())?)?.to_vec();
+    if old == new {
+        return Some(());
+    }
+    for c in checks.iter_mut() {
+        **c = update_checksum(**c, &old, new);
+    }
+    put(f, off, new)
+}
+
+/// The rewrites of an ICMP error about a NAT or FullNAT flow (the kernel's
+/// `ip_vs_nat_icmp` / `ip_vs_nat_icmp_v6`, generalised to FullNAT): the outer
+/// header gets the address changes `entry` makes to packets of its flow, the
+/// quote (a packet of the other direction) the mirrored changes: its source
+/// takes the entry's new destination, its destination the entry's new source.
+/// Checksums are updated in the contract's order: outer addresses (the IPv4
+/// header checksum, or ICMPv6's, whose pseudo header holds them), quoted
+/// addresses (ICMP, and the quoted IPv4 header's), the quoted IPv4 header
+/// checksum word (ICMP), quoted ports (ICMP). The quoted L4 checksum is left
+/// alone, as the kernel does.
+fn rewrite_icmp_error(f: &mut [u8], p: &Parsed, entry: &Flow) -> Option<()> {
+    let snat = entry.flags & abi::FLOW_F_SNAT != 0;
+    let dnat = entry.flags & abi::FLOW_F_DNAT != 0;
+    let v4 = p.is_v4();
+    let (s_off, d_off, alen) = p.addr_offsets();
+    let l4 = p.l4_offset();
+    let q = l4 + ICMP_QUOTE_OFFSET;
+    let (q_hlen, q_s_off, q_d_off, q_proto) = if v4 {
+        (IPV4_HLEN, q + 12, q + 16, byte(f, q + 9)?)
+    } else {
+        (IPV6_HLEN, q + 8, q + 24, byte(f, q + 6)?)
+    };
+    let ports = q + q_hlen;
+    f.get(..ports + 4)?;
+    let new_saddr = entry.new_saddr.get(..alen)?;
+    let new_daddr = entry.new_daddr.get(..alen)?;
+    let icmp_check_off = l4 + 2;
+    let outer_check_off = ETH_HLEN + 10;
+    let quote_check_off = q + 10;
+    let mut icmp_check = be16(f, icmp_check_off)?;
+    let mut outer_check = be16(f, outer_check_off)?;
+    let mut quote_check = be16(f, quote_check_off)?;
+
+    // The outer header: IPv4 keeps its addresses in its header checksum,
+    // ICMPv6 in its checksum's pseudo header.
+    let outer = [(snat, s_off, new_saddr), (dnat, d_off, new_daddr)];
+    for (on, off, new) in outer {
+        if on {
+            let sum = if v4 {
+                &mut outer_check
+            } else {
+                &mut icmp_check
+            };
+            replace_field(f, off, new, &mut [sum])?;
+        }
+    }
+    // The quote: inside the ICMP message (and the quoted IPv4 header's sum).
+    let quote_check_before = quote_check;
+    let quoted = [(dnat, q_s_off, new_daddr), (snat, q_d_off, new_saddr)];
+    for (on, off, new) in quoted {
+        if on {
+            if v4 {
+                replace_field(f, off, new, &mut [&mut icmp_check, &mut quote_check])?;
+            } else {
+                replace_field(f, off, new, &mut [&mut icmp_check])?;
+            }
+        }
+    }
+    if v4 {
+        put(f, quote_check_off, &quote_check.to_be_bytes())?;
+        put(f, outer_check_off, &outer_check.to_be_bytes())?;
+        if quote_check != quote_check_before {
+            icmp_check = update_checksum(
+                icmp_check,
+                &quote_check_before.to_be_bytes(),
+                &quote_check.to_be_bytes(),
+            );
+        }
+    }
+    if matches!(q_proto, PROTO_TCP | PROTO_UDP) {
+        let quoted_ports = [
+            (dnat, ports, entry.new_dport_be.to_ne_bytes()),
+            (snat, ports + 2, entry.new_sport_be.to_ne_bytes()),
+        ];
+        for (on, off, new) in quoted_ports {
+            if on {
+                replace_field(f, off, &new, &mut [&mut icmp_check])?;
+            }
+        }
+    }
+    put(f, icmp_check_off, &icmp_check.to_be_bytes())
+}
+
+/// An ICMP error about a flow `entry` (found by its quote turned round): DR and
+/// TUN send it on unchanged as a packet of the flow; NAT and FullNAT rewrite it
+/// first ([`rewrite_icmp_error`]), towards the real server (in entries) or the
+/// client (reply entries). `Err` is the counter of a frame that stops here.
+fn forward_icmp_error(
+    t: &Tables,
+    key: &FlowKey,
+    entry: &Flow,
+    frame: &[u8],
+    p: &Parsed,
+    ingress: u32,
+) -> Result<Output, Stat> {
+    if entry.flags & abi::FLOW_F_OUT != 0 {
+        let mut f = frame.to_vec();
+        rewrite_icmp_error(&mut f, p, entry).ok_or(Stat::DropMalformed)?;
+        set_eth(&mut f, &entry.dmac, &entry.smac).ok_or(Stat::DropMalformed)?;
+        let verdict = egress(entry.ifindex, ingress);
+        return Ok(Output { verdict, frame: f });
+    }
+    if !matches!(
+        entry.method,
+        abi::METHOD_DR | abi::METHOD_TUN | abi::METHOD_NAT | abi::METHOD_FNAT
+    ) {
+        return Err(Stat::PassIcmp);
+    }
+    let real = real_at(t, entry.real);
+    if matches!(entry.method, abi::METHOD_DR | abi::METHOD_TUN) {
+        return apply_parsed(&t.config, real.as_ref(), key, entry, frame, p, ingress)
+            .map(|(out, _)| out);
+    }
+    let real = real.filter(|r| r.family != 0).ok_or(Stat::DropMalformed)?;
+    let mut f = frame.to_vec();
+    rewrite_icmp_error(&mut f, p, entry).ok_or(Stat::DropMalformed)?;
+    set_eth(&mut f, &real.dmac, &real.smac).ok_or(Stat::DropMalformed)?;
+    let verdict = egress(real.ifindex, ingress);
+    Ok(Output { verdict, frame: f })
 }
 
 /// ICMP and ICMPv6 (they have no flow entry of their own).
@@ -1035,17 +1169,13 @@ fn icmp(t: &mut Tables, frame: &[u8], p: &Parsed, ingress: u32) -> Output {
     let found = error
         .then(|| quoted_flow_key(frame, p))
         .flatten()
-        .and_then(|key| Some((key, t.flows.get(&key).copied()?)))
-        .filter(|(_, e)| {
-            e.flags & abi::FLOW_F_OUT == 0 && matches!(e.method, abi::METHOD_DR | abi::METHOD_TUN)
-        });
+        .and_then(|key| Some((key, t.flows.get(&key).copied()?)));
     let Some((key, entry)) = found else {
         bump(t, Stat::PassIcmp);
         return unchanged(Verdict::Pass, frame);
     };
-    let real = real_at(t, entry.real);
-    match apply_parsed(&t.config, real.as_ref(), &key, &entry, frame, p, ingress) {
-        Ok((out, _)) => {
+    match forward_icmp_error(t, &key, &entry, frame, p, ingress) {
+        Ok(out) => {
             bump(t, Stat::IcmpErrorFwd);
             out
         }

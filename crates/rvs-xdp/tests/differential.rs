@@ -101,6 +101,10 @@ fn tables(ingress: u32, other: u32) -> Tables {
     // A NAT real of a firewall-mark service, port 0: the packet's port is kept.
     t.reals
         .insert(9, real("fd00:1::16", abi::METHOD_NAT, 0, ingress, 0, true));
+    t.reals.insert(
+        10,
+        real("fd00:1::17", abi::METHOD_FNAT, 0, other, 5353, true),
+    );
     let vip = |t: &mut Tables, addr: &str, port: u16, proto: u8, v: Vip| {
         t.vips.insert(VipKey::new(ip(addr), port, proto), v);
         t.vip_addrs.insert(VipKey::new(ip(addr), 0, 0));
@@ -369,6 +373,38 @@ fn tables(ingress: u32, other: u32) -> Tables {
         FlowKey::new(ip("10.1.0.16"), 80, ip("10.1.0.2"), 1025, 6),
         fback,
     );
+    // Reply entries of the UDP NAT flow and the IPv6 NAT flow.
+    let mut reply_udp = reply;
+    reply_udp.new_sport_be = 53u16.to_be();
+    add(
+        FlowKey::new(ip("10.1.0.15"), 8080, client, 40010, 17),
+        reply_udp,
+    );
+    let mut reply6 = reply;
+    reply6.new_saddr = abi::addr_bytes(ip("fd00::10"));
+    reply6.ifindex = other;
+    add(FlowKey::new(ip("fd00:1::15"), 8080, c6, 40011, 6), reply6);
+    // IPv6 FullNAT over UDP, both entries.
+    let mut fnat6 = flow(10, abi::METHOD_FNAT, abi::FLOW_F_DNAT | abi::FLOW_F_SNAT);
+    fnat6.new_daddr = abi::addr_bytes(ip("fd00:1::17"));
+    fnat6.new_dport_be = 5353u16.to_be();
+    fnat6.new_saddr = abi::addr_bytes(ip("fd01::2"));
+    fnat6.new_sport_be = 1026u16.to_be();
+    add(FlowKey::new(c6, 40021, ip("fd00::10"), 53, 17), fnat6);
+    let mut fback6 = fback;
+    fback6.new_saddr = abi::addr_bytes(ip("fd00::10"));
+    fback6.new_sport_be = 53u16.to_be();
+    fback6.new_daddr = abi::addr_bytes(c6);
+    fback6.new_dport_be = 40021u16.to_be();
+    fback6.ifindex = ingress;
+    add(
+        FlowKey::new(ip("fd00:1::17"), 5353, ip("fd01::2"), 1026, 17),
+        fback6,
+    );
+    // A NAT flow whose real slot was never written.
+    let mut lost = nat;
+    lost.real = 99;
+    add(FlowKey::new(client, 40030, ip("10.0.0.10"), 80, 6), lost);
     t
 }
 
@@ -547,6 +583,7 @@ fn crafted() -> Vec<Vec<u8>> {
         L4::Icmp4(3, 4),
         &quoted_nat[14..14 + 28],
     ));
+    v.extend(nat_icmp_errors());
     // Fragments, options, VLAN, ARP, truncation, a big frame for the tunnel.
     let mut frag = frame(c, "10.0.0.10", L4::Tcp(40000, 80, ACK), &body);
     frag[14 + 6] |= 0x20; // MF
@@ -566,6 +603,110 @@ fn crafted() -> Vec<Vec<u8>> {
         v.push(full[..cut].to_vec());
     }
     v
+}
+
+/// ICMP errors about NAT and FullNAT flows (docs/packet-plane.md "ICMP"), in
+/// and out, IPv4 and IPv6, TCP and UDP quotes, and the quotes that stay
+/// PASS_ICMP (too short, IPv4 options) or find a missing real.
+fn nat_icmp_errors() -> Vec<Vec<u8>> {
+    let c = "10.0.0.100";
+    let c6 = "fd00::100";
+    // The IP header and the first 8 L4 bytes of a packet (what routers quote),
+    // or the whole IP packet.
+    let quote = |src: &str, dst: &str, l4: L4, whole: bool| {
+        let f = frame(src, dst, l4, b"quoted payload");
+        let head = if ip(src).is_ipv4() { 28 } else { 48 };
+        if whole {
+            f[14..].to_vec()
+        } else {
+            f[14..14 + head].to_vec()
+        }
+    };
+    let mut v = Vec::new();
+    // NAT in: routers on the client's side, about replies VIP -> client.
+    for whole in [false, true] {
+        let q = quote("10.0.0.10", c, L4::Tcp(80, 40010, ACK), whole);
+        v.push(frame("192.0.2.1", "10.0.0.10", L4::Icmp4(3, 4), &q));
+        v.push(frame("192.0.2.1", "10.0.0.10", L4::Icmp4(11, 0), &q));
+        let q = quote("10.0.0.10", c, L4::Udp(53, 40010), whole);
+        v.push(frame("192.0.2.1", "10.0.0.10", L4::Icmp4(3, 4), &q));
+        let q = quote("fd00::10", c6, L4::Tcp(80, 40011, ACK), whole);
+        v.push(frame("fd00:2::1", "fd00::10", L4::Icmp6(2, 0), &q));
+        v.push(frame("fd00:2::1", "fd00::10", L4::Icmp6(3, 0), &q));
+    }
+    // NAT out: the real server's own errors (and a router's), about
+    // client -> real packets.
+    let q = quote(c, "10.1.0.15", L4::Udp(40010, 8080), true);
+    v.push(frame("10.1.0.15", c, L4::Icmp4(3, 3), &q));
+    v.push(frame("10.1.0.254", c, L4::Icmp4(3, 3), &q));
+    let q = quote(c, "10.1.0.15", L4::Tcp(40010, 8080, ACK), false);
+    v.push(frame("10.1.0.15", c, L4::Icmp4(3, 1), &q));
+    let q = quote(c6, "fd00:1::15", L4::Tcp(40011, 8080, SYN), false);
+    v.push(frame("fd00:1::15", c6, L4::Icmp6(1, 4), &q));
+    // FullNAT in and out, IPv4 TCP and IPv6 UDP.
+    let q = quote("10.0.0.10", c, L4::Tcp(80, 40020, ACK), false);
+    v.push(frame("192.0.2.1", "10.0.0.10", L4::Icmp4(3, 4), &q));
+    let q = quote("10.1.0.2", "10.1.0.16", L4::Tcp(1025, 80, ACK), true);
+    v.push(frame("10.1.0.16", "10.1.0.2", L4::Icmp4(3, 1), &q));
+    let q = quote("fd00::10", c6, L4::Udp(53, 40021), true);
+    v.push(frame("fd00:2::1", "fd00::10", L4::Icmp6(2, 0), &q));
+    let q = quote("fd01::2", "fd00:1::17", L4::Udp(1026, 5353), false);
+    v.push(frame("fd00:1::17", "fd01::2", L4::Icmp6(1, 4), &q));
+    // Quotes that stop: 3 port bytes, IPv4 options, a missing real.
+    let q = quote("10.0.0.10", c, L4::Tcp(80, 40010, ACK), false);
+    v.push(frame("192.0.2.1", "10.0.0.10", L4::Icmp4(3, 4), &q[..23]));
+    v.push(frame("192.0.2.1", "10.0.0.10", L4::Icmp4(3, 4), &q[..24]));
+    let mut opt = q.clone();
+    opt[0] = 0x46;
+    opt.splice(20..20, [1, 1, 1, 1]);
+    v.push(frame("192.0.2.1", "10.0.0.10", L4::Icmp4(3, 4), &opt));
+    let q6 = quote("fd00::10", c6, L4::Tcp(80, 40011, ACK), false);
+    v.push(frame("fd00:2::1", "fd00::10", L4::Icmp6(2, 0), &q6[..43]));
+    let q = quote("10.0.0.10", c, L4::Tcp(80, 40030, ACK), false);
+    v.push(frame("192.0.2.1", "10.0.0.10", L4::Icmp4(3, 4), &q));
+    v
+}
+
+/// A random ICMP error about the flow of `key`: the quote is a packet of the
+/// other direction (random flags and payload, cut anywhere from nothing to the
+/// whole packet), the outer packet goes from a random or the flow's address
+/// to the flow's, with a random error type (now and then not an error).
+fn random_icmp_error(key: &FlowKey, rng: &mut Rng) -> Vec<u8> {
+    let addr = |a: &[u8; 16]| abi::addr_from(a, key.family).unwrap().to_string();
+    let (qsrc, qdst) = (addr(&key.daddr), addr(&key.saddr));
+    let (sport, dport) = (u16::from_be(key.dport_be), u16::from_be(key.sport_be));
+    let l4 = if key.proto == 6 {
+        L4::Tcp(sport, dport, rng.byte())
+    } else {
+        L4::Udp(sport, dport)
+    };
+    let payload: Vec<u8> = (0..rng.below(40)).map(|_| rng.byte()).collect();
+    let quoted = frame(&qsrc, &qdst, l4, &payload);
+    let v4 = key.family == abi::FAMILY_V4;
+    let head = if v4 { 20 } else { 40 };
+    let cut = match rng.below(4) {
+        0 => head + rng.below(9),
+        1 => quoted.len() - 14,
+        2 => head + 8,
+        _ => rng.below(quoted.len() - 14 + 1),
+    };
+    let quote = &quoted[14..14 + cut];
+    let outer_src = match rng.below(3) {
+        0 => qdst.clone(),
+        1 if v4 => format!("192.0.2.{}", rng.byte()),
+        1 => format!("fd00:2::{:x}", rng.byte()),
+        _ => qsrc.clone(),
+    };
+    // To the flow's destination as the packets of the flow go (the quote's
+    // source), or now and then to its source.
+    let outer_dst = if rng.below(5) == 0 { &qdst } else { &qsrc };
+    if v4 {
+        let ty = [3, 3, 3, 11, 8, 5][rng.below(6)];
+        frame(&outer_src, outer_dst, L4::Icmp4(ty, rng.byte() % 16), quote)
+    } else {
+        let ty = [1, 2, 3, 1, 128, 4][rng.below(6)];
+        frame(&outer_src, outer_dst, L4::Icmp6(ty, rng.byte() % 8), quote)
+    }
 }
 
 /// A small deterministic generator (xorshift64*), so a failure replays exactly.
@@ -593,8 +734,17 @@ impl Rng {
 /// A mutation of a crafted frame: header bytes, lengths, flags, truncation.
 fn mutate(base: &[u8], rng: &mut Rng) -> Vec<u8> {
     let mut f = base.to_vec();
-    let kind = rng.below(6);
+    let kind = rng.below(7);
     match kind {
+        6 => {
+            // A random byte in the first 128: reaches into ICMP errors'
+            // quotes (an IPv6 quote's ports end at byte 106).
+            let n = f.len().min(128);
+            if n > 0 {
+                let i = rng.below(n);
+                f[i] = rng.byte();
+            }
+        }
         0 => {
             // A random byte in the first 80 (headers).
             let n = f.len().min(80);
@@ -723,6 +873,18 @@ fn run_in_netns(ns: &str) {
         let base = &bases[i % bases.len()];
         frames.push(mutate(base, &mut rng));
     }
+    // Random ICMP errors quoting the tables' flows (every kind of entry).
+    let mut keys: Vec<FlowKey> = model.flows.keys().copied().collect();
+    keys.sort_by_key(|k| k.to_bytes());
+    for _ in 0..1500 {
+        let key = keys[rng.below(keys.len())];
+        let f = random_icmp_error(&key, &mut rng);
+        frames.push(if rng.below(3) == 0 {
+            mutate(&f, &mut rng)
+        } else {
+            f
+        });
+    }
     for _ in 0..500 {
         let n = rng.below(200);
         frames.push((0..n).map(|_| rng.byte()).collect());
@@ -731,9 +893,18 @@ fn run_in_netns(ns: &str) {
     let mut out = vec![0u8; 4096];
     // BPF_PROG_TEST_RUN refuses frames shorter than an Ethernet header.
     frames.retain(|f| f.len() >= 14);
+    // ICMP errors forwarded with their IP bytes rewritten (NAT, FullNAT).
+    let mut icmp_rewritten = 0usize;
     for (i, f) in frames.iter().enumerate() {
         let k = kernel.test_run_on(ingress, f, &mut out).unwrap();
+        let errors_before = model.stats[Stat::IcmpErrorFwd as usize];
         let m = engine::process(&mut model, f, ingress, 0);
+        if model.stats[Stat::IcmpErrorFwd as usize] > errors_before
+            && m.frame.len() == f.len()
+            && m.frame[14..] != f[14..]
+        {
+            icmp_rewritten += 1;
+        }
         assert_eq!(
             k.action,
             m.verdict.xdp_action(),
@@ -801,6 +972,13 @@ fn run_in_netns(ns: &str) {
         "differential: {} frames, verdicts {verdicts:?}",
         frames.len()
     );
+    // The ICMP error paths ran, the NAT/FullNAT rewrites among them.
+    let errors_forwarded = model.stats[Stat::IcmpErrorFwd as usize];
+    eprintln!(
+        "differential: {errors_forwarded} ICMP errors forwarded, {icmp_rewritten} of them rewritten"
+    );
+    assert!(errors_forwarded > 300, "{errors_forwarded}");
+    assert!(icmp_rewritten > 150, "{icmp_rewritten}");
     for path in ["Tx", "Redirect", "Pass", "Drop", "Upcall"] {
         assert!(
             verdicts.get(path).copied().unwrap_or(0) > 0,

@@ -787,9 +787,351 @@ fn icmpv6_too_big_is_encapsulated_with_the_flows_hash() {
     let hdr = check_outer_v4(&out.frame, &err.ip(), 41, 0);
     assert_eq!(u32::from(hdr[15]), flow_hash(&key) & 0xFF);
     assert_counted(&t, &[Stat::IcmpErrorFwd]);
-    // A NAT flow's ICMP is left to the kernel.
-    let (mut t, _) = with_flow(&p, real(v6("2001:db8:2::5"), abi::METHOD_NAT));
-    assert_eq!(run(&mut t, &err).verdict, Verdict::Pass);
+}
+
+// ------------------------------------------------- ICMP errors of NAT and FullNAT
+
+/// Asserts, computing each from scratch, that every checksum of an ICMP error
+/// frame verifies: the outer IPv4 header, ICMP (over the message) or ICMPv6
+/// (with its pseudo header), and the quoted IPv4 header.
+fn assert_icmp_error_checksums(f: &[u8]) {
+    if be16(f, 12) == 0x0800 {
+        assert_eq!(fold(ones_sum(&f[14..34])), 0, "outer IPv4 header checksum");
+        let end = 14 + usize::from(be16(f, 16));
+        let icmp = &f[34..end];
+        assert_eq!(fold(ones_sum(icmp)), 0, "ICMP checksum");
+        let quote = &icmp[8..];
+        assert_eq!(quote[0], 0x45);
+        assert_eq!(
+            fold(ones_sum(&quote[..20])),
+            0,
+            "quoted IPv4 header checksum"
+        );
+    } else {
+        assert_eq!(be16(f, 12), 0x86DD);
+        let len = usize::from(be16(f, 18));
+        let icmp = &f[54..54 + len];
+        let src = IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&f[22..38]).unwrap()));
+        let dst = IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&f[38..54]).unwrap()));
+        let sum = ones_sum(&pseudo(src, dst, 58, len)) + ones_sum(icmp);
+        assert_eq!(fold(sum), 0, "ICMPv6 checksum (pseudo header included)");
+    }
+}
+
+/// The IP packet of `new` carrying the L4 checksum of `orig`: a rewritten quote
+/// (the program leaves the quoted L4 checksum as it was).
+fn quote_with_checksum_of(new: &Pkt, orig: &Pkt) -> Vec<u8> {
+    let mut ip = new.ip();
+    let hlen = if new.is_v4() { 20 } else { 40 };
+    let at = hlen
+        + if matches!(new.l4, L4::Tcp { .. }) {
+            16
+        } else {
+            6
+        };
+    ip[at..at + 2].copy_from_slice(&orig.ip()[at..at + 2]);
+    ip
+}
+
+/// An ICMP error `from -> to` quoting `quoted`: destination unreachable code
+/// `code` (IPv4) or ICMPv6 type `kind6` code `code6`.
+fn error_about(from: IpAddr, to: IpAddr, quoted: &Pkt, code: u8, kind6: u8, code6: u8) -> Pkt {
+    let (kind, code) = if from.is_ipv4() {
+        (3, code)
+    } else {
+        (kind6, code6)
+    };
+    let mut p = Pkt::new(
+        from,
+        to,
+        L4::Icmp {
+            kind,
+            code,
+            rest: [0, 0, 0x05, 0x14],
+        },
+    );
+    p.payload = quoted.ip();
+    p
+}
+
+/// The expected output, built from scratch: `err` with new outer addresses and
+/// quote, and the Ethernet header (destination, source) of the way out.
+fn rewritten_error(
+    err: &Pkt,
+    saddr: IpAddr,
+    daddr: IpAddr,
+    quote: Vec<u8>,
+    eth: ([u8; 6], [u8; 6]),
+) -> Vec<u8> {
+    let mut want = err.clone();
+    want.saddr = saddr;
+    want.daddr = daddr;
+    want.payload = quote;
+    want.eth_dst = eth.0;
+    want.eth_src = eth.1;
+    want.frame()
+}
+
+fn with_ports(p: &Pkt, sport: Option<u16>, dport: Option<u16>) -> Pkt {
+    let mut p = p.clone();
+    if let L4::Tcp {
+        sport: s, dport: d, ..
+    }
+    | L4::Udp { sport: s, dport: d } = &mut p.l4
+    {
+        *s = sport.unwrap_or(*s);
+        *d = dport.unwrap_or(*d);
+    }
+    p
+}
+
+/// A TCP (ACK) or UDP packet.
+fn tcp_or_udp(tcp: bool, s: IpAddr, sp: u16, d: IpAddr, dp: u16) -> Pkt {
+    if tcp {
+        Pkt::tcp(s, sp, d, dp, ACK)
+    } else {
+        Pkt::udp(s, sp, d, dp)
+    }
+}
+
+/// Case 1 of the contract (the kernel's ip_vs_in_icmp with NAT): a router on
+/// the client's side says "fragmentation needed" / "packet too big" about a
+/// reply VIP:80 -> client:40000; it goes to the real server with the real's
+/// address as its destination and as the quote's source, and the real's port
+/// as the quote's source port. The outer source stays.
+#[test]
+fn nat_inbound_error_goes_to_the_real_with_its_address_in_the_quote() {
+    for (client, vip, rip, router) in [
+        (
+            v4("10.0.0.1"),
+            v4("10.1.0.10"),
+            v4("10.2.0.5"),
+            v4("192.0.2.99"),
+        ),
+        (
+            v6("2001:db8::1"),
+            v6("2001:db8:1::10"),
+            v6("2001:db8:2::5"),
+            v6("2001:db8:99::1"),
+        ),
+    ] {
+        for tcp in [true, false] {
+            let flow = tcp_or_udp(tcp, client, 40000, vip, 80);
+            let (mut t, _) = with_flow(&flow, real(rip, abi::METHOD_NAT));
+            let quoted = tcp_or_udp(tcp, vip, 80, client, 40000);
+            let err = error_about(router, vip, &quoted, 4, 2, 0);
+            let out = run(&mut t, &err);
+            let case = format!("v4={} tcp={tcp}", client.is_ipv4());
+            assert_eq!(out.verdict, Verdict::Redirect(OUT_IF), "{case}");
+            assert_counted(&t, &[Stat::IcmpErrorFwd]);
+            assert_icmp_error_checksums(&out.frame);
+            let mut new_quote = with_ports(&quoted, Some(8080), None);
+            new_quote.saddr = rip;
+            let want = rewritten_error(
+                &err,
+                router,
+                rip,
+                quote_with_checksum_of(&new_quote, &quoted),
+                (HOP_MAC, OUT_MAC),
+            );
+            assert_eq!(out.frame, want, "{case}");
+        }
+    }
+}
+
+/// Case 2 (ip_vs_out_icmp with NAT): the real server's own "port unreachable"
+/// (or a router's error between director and real) about client:40000 ->
+/// real:8080 goes back to the client from the VIP, quoting client:40000 ->
+/// VIP:80, out of the reply entry's interface.
+#[test]
+fn nat_outbound_error_goes_to_the_client_from_the_vip() {
+    for (client, vip, rip, router) in [
+        (
+            v4("10.0.0.1"),
+            v4("10.1.0.10"),
+            v4("10.2.0.5"),
+            v4("10.2.0.254"),
+        ),
+        (
+            v6("2001:db8::1"),
+            v6("2001:db8:1::10"),
+            v6("2001:db8:2::5"),
+            v6("2001:db8:2::fe"),
+        ),
+    ] {
+        for tcp in [true, false] {
+            for from in [rip, router] {
+                let flow = tcp_or_udp(tcp, client, 40000, vip, 80);
+                let (mut t, _) = with_flow(&flow, real(rip, abi::METHOD_NAT));
+                let quoted = tcp_or_udp(tcp, client, 40000, rip, 8080);
+                let mut err = error_about(from, client, &quoted, 3, 1, 4);
+                err.eth_src = HOP_MAC;
+                err.eth_dst = OUT_MAC;
+                let out = process(&mut t, &err.frame(), OUT_IF, 5);
+                let case = format!("v4={} tcp={tcp} from={from}", client.is_ipv4());
+                assert_eq!(out.verdict, Verdict::Redirect(IN_IF), "{case}");
+                assert_counted(&t, &[Stat::IcmpErrorFwd]);
+                assert_icmp_error_checksums(&out.frame);
+                let mut new_quote = with_ports(&quoted, None, Some(80));
+                new_quote.daddr = vip;
+                let want = rewritten_error(
+                    &err,
+                    vip,
+                    client,
+                    quote_with_checksum_of(&new_quote, &quoted),
+                    (CLIENT_MAC, LB_MAC),
+                );
+                assert_eq!(out.frame, want, "{case}");
+            }
+        }
+    }
+}
+
+/// Case 3 (FullNAT, an rvs extension): the in entry and the reply entry
+/// change both ends of the outer header and of the quote.
+#[test]
+fn fullnat_errors_are_rewritten_both_ways() {
+    for (client, vip, local, rip, router) in [
+        (
+            v4("10.0.0.1"),
+            v4("10.1.0.10"),
+            v4("10.3.0.1"),
+            v4("10.2.0.5"),
+            v4("192.0.2.99"),
+        ),
+        (
+            v6("2001:db8::1"),
+            v6("2001:db8:1::10"),
+            v6("2001:db8:3::1"),
+            v6("2001:db8:2::5"),
+            v6("2001:db8:99::1"),
+        ),
+    ] {
+        for tcp in [true, false] {
+            let flow = tcp_or_udp(tcp, client, 40000, vip, 80);
+            let (mut t, key) = with_flow(&flow, real(rip, abi::METHOD_FNAT));
+            let e = t.flows.get_mut(&key).unwrap();
+            e.flags |= abi::FLOW_F_SNAT;
+            e.new_saddr = addr_bytes(local);
+            e.new_sport_be = 50001u16.to_be();
+            t.flows.insert(
+                FlowKey::new(rip, 8080, local, 50001, flow.proto()),
+                Flow {
+                    new_saddr: addr_bytes(vip),
+                    new_sport_be: 80u16.to_be(),
+                    new_daddr: addr_bytes(client),
+                    new_dport_be: 40000u16.to_be(),
+                    real: abi::NO_REAL,
+                    ifindex: IN_IF,
+                    dmac: CLIENT_MAC,
+                    smac: LB_MAC,
+                    method: abi::METHOD_FNAT,
+                    flags: abi::FLOW_F_OUT | abi::FLOW_F_SNAT | abi::FLOW_F_DNAT,
+                    ..Flow::default()
+                },
+            );
+            let case = format!("v4={} tcp={tcp}", client.is_ipv4());
+
+            // In: about a reply VIP:80 -> client:40000, from the client's side.
+            let quoted = tcp_or_udp(tcp, vip, 80, client, 40000);
+            let err = error_about(router, vip, &quoted, 4, 2, 0);
+            let mut t_in = t.clone();
+            let out = run(&mut t_in, &err);
+            assert_eq!(out.verdict, Verdict::Redirect(OUT_IF), "{case}");
+            assert_counted(&t_in, &[Stat::IcmpErrorFwd]);
+            assert_icmp_error_checksums(&out.frame);
+            let new_quote = tcp_or_udp(tcp, rip, 8080, local, 50001);
+            let want = rewritten_error(
+                &err,
+                local,
+                rip,
+                quote_with_checksum_of(&new_quote, &quoted),
+                (HOP_MAC, OUT_MAC),
+            );
+            assert_eq!(out.frame, want, "in {case}");
+
+            // Out: the real server's error about local:50001 -> real:8080.
+            let quoted = tcp_or_udp(tcp, local, 50001, rip, 8080);
+            let mut err = error_about(rip, local, &quoted, 3, 1, 4);
+            err.eth_src = HOP_MAC;
+            let mut t_out = t.clone();
+            let out = process(&mut t_out, &err.frame(), OUT_IF, 5);
+            assert_eq!(out.verdict, Verdict::Redirect(IN_IF), "{case}");
+            assert_counted(&t_out, &[Stat::IcmpErrorFwd]);
+            assert_icmp_error_checksums(&out.frame);
+            let new_quote = tcp_or_udp(tcp, client, 40000, vip, 80);
+            let want = rewritten_error(
+                &err,
+                vip,
+                client,
+                quote_with_checksum_of(&new_quote, &quoted),
+                (CLIENT_MAC, LB_MAC),
+            );
+            assert_eq!(out.frame, want, "out {case}");
+        }
+    }
+}
+
+/// What stays as it was: a quote too short for its ports, or with IPv4
+/// options, passes; an entry whose real is gone drops the frame unchanged; a
+/// wrong ICMP checksum stays exactly as wrong (updates are incremental).
+#[test]
+fn nat_errors_with_short_quotes_options_or_no_real() {
+    let (client, vip, rip) = (v4("10.0.0.1"), v4("10.1.0.10"), v4("10.2.0.5"));
+    let flow = Pkt::udp(client, 40000, vip, 53);
+    let (t, _) = with_flow(&flow, real(rip, abi::METHOD_NAT));
+    let quoted = Pkt::udp(vip, 53, client, 40000);
+    let err = error_about(v4("192.0.2.99"), vip, &quoted, 4, 2, 0);
+
+    let mut short = err.clone();
+    short.payload.truncate(23);
+    let mut t1 = t.clone();
+    assert_eq!(run(&mut t1, &short).verdict, Verdict::Pass);
+    assert_counted(&t1, &[Stat::PassIcmp]);
+    short.payload = quoted.ip();
+    short.payload.truncate(24);
+    let mut t1 = t.clone();
+    let out = run(&mut t1, &short);
+    assert_eq!(
+        out.verdict,
+        Verdict::Redirect(OUT_IF),
+        "the ports are enough"
+    );
+    assert_icmp_error_checksums(&out.frame);
+    assert_eq!(&out.frame[42 + 12..42 + 16], &[10, 2, 0, 5]);
+    assert_eq!(be16(&out.frame, 42 + 20), 8080);
+
+    let mut options = err.clone();
+    let mut q = quoted.ip();
+    q[0] = 0x46;
+    q.splice(20..20, [1, 1, 1, 1]);
+    options.payload = q;
+    let mut t1 = t.clone();
+    assert_eq!(run(&mut t1, &options).verdict, Verdict::Pass);
+    assert_counted(&t1, &[Stat::PassIcmp]);
+
+    let mut gone = t.clone();
+    gone.reals.clear();
+    let out = run(&mut gone, &err);
+    assert_eq!(out.verdict, Verdict::Drop);
+    assert_eq!(out.frame, err.frame());
+    assert_counted(&gone, &[Stat::DropMalformed]);
+
+    // An ICMP checksum off by one stays off by one; nothing else differs.
+    let mut f = err.frame();
+    let at = 14 + 20 + 2;
+    let bad = be16(&f, at).wrapping_add(1);
+    f[at..at + 2].copy_from_slice(&bad.to_be_bytes());
+    let out = process(&mut t.clone(), &f, IN_IF, 1);
+    let good = run(&mut t.clone(), &err).frame;
+    assert_eq!(fold(ones_sum(&good[34..])), 0);
+    assert_eq!(
+        be16(&out.frame, at),
+        be16(&good, at).wrapping_add(1),
+        "still off by one"
+    );
+    assert_eq!(out.frame[..at], good[..at]);
+    assert_eq!(out.frame[at + 2..], good[at + 2..]);
 }
 
 // ---------------------------------------------------------------- parsing
@@ -1429,6 +1771,59 @@ proptest! {
         let (mut t, _) = with_flow(&p, r);
         let out = run(&mut t, &p);
         assert_checksums(&out.frame);
+    }
+
+    /// ICMP errors about FullNAT flows (both ends rewritten, in and out) of
+    /// arbitrary addresses, ports and quote lengths keep every checksum valid.
+    #[test]
+    fn nat_icmp_error_checksums_always_valid(
+        addrs in any::<[u128; 5]>(), v6 in any::<bool>(),
+        ports in any::<[u16; 4]>(), tcp in any::<bool>(), out in any::<bool>(),
+        payload in prop::collection::vec(any::<u8>(), 0..40),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let a = |i: usize| if v6 {
+            IpAddr::V6(Ipv6Addr::from(addrs[i]))
+        } else {
+            IpAddr::V4(Ipv4Addr::from(addrs[i] as u32))
+        };
+        let (client, vip, local, rip, router) = (a(0), a(1), a(2), a(3), a(4));
+        let [cport, vport, lport, rport] = ports;
+        let proto = if tcp { 6 } else { 17 };
+        let in_key = FlowKey::new(client, cport, vip, vport, proto);
+        let out_key = FlowKey::new(rip, rport, local, lport, proto);
+        prop_assume!(in_key != out_key);
+        let mut t = Tables { config: config(), ..Tables::default() };
+        t.reals.insert(7, real(rip, abi::METHOD_FNAT));
+        t.flows.insert(in_key, Flow {
+            new_saddr: addr_bytes(local), new_sport_be: lport.to_be(),
+            new_daddr: addr_bytes(rip), new_dport_be: rport.to_be(),
+            real: 7, method: abi::METHOD_FNAT,
+            flags: abi::FLOW_F_SNAT | abi::FLOW_F_DNAT,
+            ..Flow::default()
+        });
+        t.flows.insert(out_key, Flow {
+            new_saddr: addr_bytes(vip), new_sport_be: vport.to_be(),
+            new_daddr: addr_bytes(client), new_dport_be: cport.to_be(),
+            real: abi::NO_REAL, ifindex: IN_IF, dmac: CLIENT_MAC, smac: LB_MAC,
+            method: abi::METHOD_FNAT,
+            flags: abi::FLOW_F_OUT | abi::FLOW_F_SNAT | abi::FLOW_F_DNAT,
+            ..Flow::default()
+        });
+        let (quoted, to) = if out {
+            (tcp_or_udp(tcp, local, lport, rip, rport), local)
+        } else {
+            (tcp_or_udp(tcp, vip, vport, client, cport), vip)
+        };
+        let mut quoted = quoted;
+        quoted.payload = payload;
+        let mut err = error_about(router, to, &quoted, 4, 2, 0);
+        let hdr = if v6 { 40 } else { 20 };
+        err.payload.truncate(hdr + 4 + cut.index(err.payload.len() - hdr - 3));
+        let out = run(&mut t, &err);
+        prop_assert!(matches!(out.verdict, Verdict::Redirect(_) | Verdict::Tx), "{:?}", out.verdict);
+        prop_assert_eq!(stat(&t, Stat::IcmpErrorFwd), 1);
+        assert_icmp_error_checksums(&out.frame);
     }
 
     /// `process` never panics, whatever the frame and tables, and leaves frames

@@ -539,7 +539,7 @@ const XDP_PROGRAM_HELP: [(&str, &str); 10] = [
     ),
     (
         "xdp_icmp_errors_forwarded",
-        "ICMP errors about a flow the XDP program forwarded to its real server",
+        "ICMP errors about a flow the XDP program forwarded along it (NAT, FullNAT: rewritten)",
     ),
     (
         "xdp_program_events",

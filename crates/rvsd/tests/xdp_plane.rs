@@ -1352,3 +1352,247 @@ fn dr_follows_a_real_servers_new_mac() {
         assert!(reaches_rs1(), "{}", t.logs());
     }
 }
+
+/// A raw ICMP (`v6`: ICMPv6) socket, as a `UdpSocket` for its safe
+/// `send_to`/`recv_from` (raw IPv4 reads start with the IP header, raw ICMPv6
+/// reads with the ICMPv6 header).
+fn raw_icmp(v6: bool) -> UdpSocket {
+    let (domain, proto) = if v6 {
+        (socket2::Domain::IPV6, socket2::Protocol::ICMPV6)
+    } else {
+        (socket2::Domain::IPV4, socket2::Protocol::ICMPV4)
+    };
+    let sock = socket2::Socket::new(domain, socket2::Type::RAW, Some(proto)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    sock.into()
+}
+
+/// Waits (5 s at most) in namespace `ns` for an ICMP message whose type is
+/// `kind` and whose quote has destination port `quoted_dport`: the bytes read
+/// and the sender. `ready` is signalled once the socket is open.
+fn await_icmp(
+    ns: &str,
+    v6: bool,
+    kind: u8,
+    quoted_dport: u16,
+    ready: std::sync::mpsc::Sender<()>,
+) -> JoinHandle<Option<(Vec<u8>, IpAddr)>> {
+    spawn_in_netns(ns, move || {
+        let sock = raw_icmp(v6);
+        ready.send(()).unwrap();
+        // The ICMP header's offset, and the quoted ports' offset after it.
+        let (icmp, ports) = if v6 { (0, 8 + 40) } else { (20, 8 + 20) };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            let mut buf = [0u8; 1600];
+            let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                continue;
+            };
+            let b = &buf[..n];
+            let at = icmp + ports + 2;
+            if n >= at + 2 && b[icmp] == kind && b[at..at + 2] == quoted_dport.to_be_bytes() {
+                return Some((b.to_vec(), from.ip()));
+            }
+        }
+        None
+    })
+}
+
+fn addr_at(b: &[u8], at: usize, v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::from(<[u8; 16]>::try_from(&b[at..at + 16]).unwrap())
+    } else {
+        IpAddr::from(<[u8; 4]>::try_from(&b[at..at + 4]).unwrap())
+    }
+}
+
+fn port_at(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+/// ICMP errors about NAT flows are rewritten as the kernel's `ip_vs_nat_icmp`
+/// does (`ip_vs_out_icmp` / `ip_vs_in_icmp`), IPv4 and IPv6.
+///
+/// Outbound: a client's connected UDP socket sends to a NAT service whose real
+/// server has no listener at its port; the real server's "port unreachable"
+/// comes back through the director, which makes it come from the VIP and quote
+/// client -> VIP:vport, so the client's next recv fails with "connection
+/// refused". (Passed up unchanged, the error would name the real server, which
+/// the client's socket ignores: the recv would time out.)
+///
+/// Inbound: the client side sends the VIP a "fragmentation needed" (IPv6:
+/// "packet too big") about a reply VIP:8080 -> client of an established TCP
+/// flow; the real server receives it addressed to itself, quoting its own
+/// address and port 80, with valid checksums.
+#[test]
+fn nat_icmp_errors_are_rewritten_both_ways() {
+    if !is_root() {
+        eprintln!(
+            "SKIP: nat_icmp_errors_are_rewritten_both_ways needs root (network namespaces, XDP)"
+        );
+        return;
+    }
+    for v6 in [false, true] {
+        let t = Topology::start(Method::Nat, &[], v6);
+        let (rip, rs) = if v6 {
+            ("[fd01::11]", "fd01::11".parse::<IpAddr>().unwrap())
+        } else {
+            ("10.1.0.11", "10.1.0.11".parse().unwrap())
+        };
+        let src = source_of(0, v6);
+        let vip = vip_for(src);
+        let udp_svc = SocketAddr::new(vip, 5354);
+        let tcp_svc = SocketAddr::new(vip, 8080);
+        t.rvsadm(&["-A", "-u", &udp_svc.to_string(), "-s", "rr"]);
+        // Nothing listens at the real server's UDP port 5399.
+        t.rvsadm(&[
+            "-a",
+            "-u",
+            &udp_svc.to_string(),
+            "-r",
+            &format!("{rip}:5399"),
+            "-m",
+        ]);
+        t.rvsadm(&["-A", "-t", &tcp_svc.to_string(), "-s", "rr"]);
+        t.rvsadm(&[
+            "-a",
+            "-t",
+            &tcp_svc.to_string(),
+            "-r",
+            &format!("{rip}:80"),
+            "-m",
+        ]);
+        assert!(
+            wait_until(Duration::from_secs(10), || t
+                .request("GET", "/v1/xdp", None)
+                .0),
+            "the packet plane never came up:\n{}",
+            t.lan.logs()
+        );
+        std::thread::sleep(Duration::from_millis(1000));
+
+        // Outbound: the real server's port unreachable reaches the socket.
+        let started = std::time::Instant::now();
+        let got = in_netns(t.client.ns(), move || {
+            let s = UdpSocket::bind(SocketAddr::new(src, 0)).unwrap();
+            s.connect(udp_svc).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            s.send(b"anyone there?").unwrap();
+            let mut buf = [0u8; 64];
+            s.recv(&mut buf).map(|_| ())
+        });
+        let err = got.expect_err("nothing listens at the real server's port");
+        assert_eq!(
+            err.kind(),
+            std::io::ErrorKind::ConnectionRefused,
+            "v6={v6}: {err} after {:?}\n{}",
+            started.elapsed(),
+            t.logs()
+        );
+
+        // Inbound: an established flow, and a raw ICMP socket on its real.
+        let client = source_of(1, v6);
+        let (held, cport) = in_netns(t.client.ns(), move || {
+            let mut s = connect_to(client, 8080).unwrap();
+            writeln!(s, "HOLD").unwrap();
+            let mut line = String::new();
+            BufReader::new(s.try_clone().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            let port = s.local_addr().unwrap().port();
+            (s, port)
+        });
+        let kind = if v6 { 2 } else { 3 };
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let seen = await_icmp(t.reals[0].ns(), v6, kind, cport, ready_tx);
+        ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        // The quote: the reply's IP header and first 8 TCP bytes.
+        let mut tcp = vec![0u8; 20];
+        tcp[0..2].copy_from_slice(&8080u16.to_be_bytes());
+        tcp[2..4].copy_from_slice(&cport.to_be_bytes());
+        tcp[4..8].copy_from_slice(&0x1234_5678u32.to_be_bytes());
+        tcp[12] = 5 << 4;
+        tcp[13] = 0x10;
+        let quote = match (vip, client) {
+            (IpAddr::V4(v), IpAddr::V4(c)) => {
+                rvs_wire::ipv4::emit_ipv4(v, c, 64, 6, &tcp)[..28].to_vec()
+            }
+            (IpAddr::V6(v), IpAddr::V6(c)) => {
+                let mut h = vec![0x60, 0, 0, 0, 0, 20, 6, 64];
+                h.extend_from_slice(&v.octets());
+                h.extend_from_slice(&c.octets());
+                h.extend_from_slice(&tcp[..8]);
+                h
+            }
+            _ => unreachable!(),
+        };
+        // Type 3 code 4 / ICMPv6 type 2, MTU 1300 (the kernel fills in
+        // ICMPv6's checksum).
+        let mut msg = vec![kind, if v6 { 0 } else { 4 }, 0, 0, 0, 0, 0x05, 0x14];
+        msg.extend_from_slice(&quote);
+        if !v6 {
+            let sum = rvs_wire::checksum::internet_checksum(&[&msg]);
+            msg[2..4].copy_from_slice(&sum.to_be_bytes());
+        }
+        let sender = source_of(2, v6);
+        in_netns(t.client.ns(), move || {
+            let s = raw_icmp(v6);
+            let s = socket2::Socket::from(s);
+            s.bind(&SocketAddr::new(sender, 0).into()).unwrap();
+            UdpSocket::from(s)
+                .send_to(&msg, SocketAddr::new(vip, 0))
+                .unwrap();
+        });
+        let (got, from) = seen.join().unwrap().unwrap_or_else(|| {
+            panic!(
+                "v6={v6}: no ICMP error reached the real server\n{}",
+                t.logs()
+            )
+        });
+        drop(held);
+        assert_eq!(from, sender, "v6={v6}: the outer source is kept");
+        let icmp = if v6 { 0 } else { 20 };
+        if !v6 {
+            assert_eq!(addr_at(&got, 16, false), rs, "outer destination");
+            assert_eq!(
+                rvs_wire::checksum::internet_checksum(&[&got[..20]]),
+                0,
+                "outer IPv4 header checksum"
+            );
+            assert_eq!(
+                rvs_wire::checksum::internet_checksum(&[&got[icmp..]]),
+                0,
+                "ICMP checksum"
+            );
+            let q = icmp + 8;
+            assert_eq!(
+                rvs_wire::checksum::internet_checksum(&[&got[q..q + 20]]),
+                0,
+                "quoted IPv4 header checksum"
+            );
+        }
+        // (The kernel verified ICMPv6's checksum, pseudo header with the
+        // rewritten destination included, before the raw socket got it.)
+        assert_eq!((got[icmp], got[icmp + 1]), (kind, if v6 { 0 } else { 4 }));
+        assert_eq!(port_at(&got, icmp + 6), 1300, "MTU");
+        let q = icmp + 8;
+        let (qs, qd, qports) = if v6 {
+            (q + 8, q + 24, q + 40)
+        } else {
+            (q + 12, q + 16, q + 20)
+        };
+        assert_eq!(addr_at(&got, qs, v6), rs, "quoted source: the real server");
+        assert_eq!(addr_at(&got, qd, v6), client, "quoted destination");
+        assert_eq!(port_at(&got, qports), 80, "quoted source port: the real's");
+        assert_eq!(port_at(&got, qports + 2), cport);
+
+        // The program counted both errors.
+        std::thread::sleep(Duration::from_millis(1100));
+        let view = t.xdp_view();
+        assert!(
+            view["program"]["icmp_error_fwd"].as_u64() >= Some(2),
+            "{view}"
+        );
+    }
+}
