@@ -301,16 +301,7 @@ fn attach_detach_and_live_frames_in_a_namespace() {
         return;
     }
     let ns = Ns::new("rvsxdp");
-    // No IPv6 in the namespace: its router solicitations and MLD reports would
-    // reach the program and change the counts below.
-    for key in ["all", "default"] {
-        let set = format!("net.ipv6.conf.{key}.disable_ipv6=1");
-        let out = ns.exec("sysctl", &["-qw", &set]);
-        assert!(out.status.success(), "disable IPv6 in the test namespace");
-    }
-    ns.ip(&["link", "add", "xa", "type", "veth", "peer", "name", "xb"]);
-    ns.ip(&["link", "set", "xa", "up"]);
-    ns.ip(&["link", "set", "xb", "up"]);
+    ns.quiet_veth_pair("xa", "xb");
 
     let name = ns.name.clone();
     let (loaded, xa_index) = thread::spawn(move || {

@@ -42,13 +42,7 @@ fn af_xdp_socket_receives_redirected_frames_and_sends_them_back() {
         return;
     }
     let ns = Ns::new("rvsxsk");
-    for key in ["all", "default"] {
-        let set = format!("net.ipv6.conf.{key}.disable_ipv6=1");
-        assert!(ns.exec("sysctl", &["-qw", &set]).status.success());
-    }
-    ns.ip(&["link", "add", "xa", "type", "veth", "peer", "name", "xb"]);
-    ns.ip(&["link", "set", "xa", "up"]);
-    ns.ip(&["link", "set", "xb", "up"]);
+    ns.quiet_veth_pair("xa", "xb");
     let name = ns.name.clone();
     std::thread::spawn(move || {
         rvs_sys::netns::enter(&name).expect("enter namespace");

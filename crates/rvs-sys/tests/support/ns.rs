@@ -68,6 +68,19 @@ impl Ns {
             .unwrap_or_else(|e| panic!("ip netns exec {program}: {e}"))
     }
 
+    /// A veth pair `a`-`b`, both up, in a namespace without IPv6 (whose
+    /// router solicitations and MLD reports would reach the test's programs).
+    pub fn quiet_veth_pair(&self, a: &str, b: &str) {
+        for key in ["all", "default"] {
+            let set = format!("net.ipv6.conf.{key}.disable_ipv6=1");
+            let out = self.exec("sysctl", &["-qw", &set]);
+            assert!(out.status.success(), "disable IPv6 in {}", self.name);
+        }
+        self.ip(&["link", "add", a, "type", "veth", "peer", "name", b]);
+        self.ip(&["link", "set", a, "up"]);
+        self.ip(&["link", "set", b, "up"]);
+    }
+
     /// `ip -j link show dev DEV`: the link's JSON object.
     pub fn link_json(&self, dev: &str) -> serde_json::Value {
         let out = self.ip(&["-j", "link", "show", "dev", dev]);
