@@ -91,11 +91,7 @@ pub async fn next_hop(addr: IpAddr) -> Result<NextHop, SysError> {
     let connection = open_connection()?;
     let handle = &connection.handle;
     let (ifindex, gateway) = route_to(handle, addr).await?;
-    let ifname = if_indextoname(ifindex)
-        .map_err(|e| SysError::io(format!("naming ifindex {ifindex} (route to {addr})"), e))?
-        .to_string_lossy()
-        .into_owned();
-    let smac = interface(&ifname)?.mac;
+    let (ifname, smac) = egress_link(ifindex, addr)?;
     let hop = gateway.unwrap_or(addr);
 
     let started = Instant::now();
@@ -351,12 +347,18 @@ fn link_facts(
     if let Some(facts) = links.get(&ifindex) {
         return Ok(facts.clone());
     }
+    let (ifname, smac) = egress_link(ifindex, addr)?;
+    links.insert(ifindex, (ifname.clone(), smac));
+    Ok((ifname, smac))
+}
+
+/// The name and MAC of interface `ifindex`, the egress of the route to `addr`.
+fn egress_link(ifindex: u32, addr: IpAddr) -> Result<(String, [u8; 6]), SysError> {
     let ifname = if_indextoname(ifindex)
         .map_err(|e| SysError::io(format!("naming ifindex {ifindex} (route to {addr})"), e))?
         .to_string_lossy()
         .into_owned();
     let smac = interface(&ifname)?.mac;
-    links.insert(ifindex, (ifname.clone(), smac));
     Ok((ifname, smac))
 }
 

@@ -548,6 +548,19 @@ impl Topology {
         )
     }
 
+    /// Waits until the packet plane answers `GET /v1/xdp`, then a second
+    /// more: it syncs the table every 250 ms and resolves the real servers.
+    fn wait_for_plane(&self) {
+        assert!(
+            wait_until(Duration::from_secs(10), || self
+                .request("GET", "/v1/xdp", None)
+                .0),
+            "the packet plane never came up:\n{}",
+            self.lan.logs()
+        );
+        std::thread::sleep(Duration::from_millis(1000));
+    }
+
     /// `GET /v1/xdp` over the admin socket.
     fn xdp_view(&self) -> serde_json::Value {
         self.http("GET", "/v1/xdp", None)
@@ -1249,14 +1262,7 @@ fn refused_new_connections_get_port_unreachable() {
         };
         t.rvsadm(&["-a", "-t", &vip.to_string(), "-r", real, "-g", "-w", "0"]);
         // The plane attaches, then syncs the table every 250 ms.
-        assert!(
-            wait_until(Duration::from_secs(10), || t
-                .request("GET", "/v1/xdp", None)
-                .0),
-            "the packet plane never came up:\n{}",
-            t.lan.logs()
-        );
-        std::thread::sleep(Duration::from_millis(1000));
+        t.wait_for_plane();
         let started = std::time::Instant::now();
         let got = in_netns(t.client.ns(), move || connect_to(src, 8443).map(|_| ()));
         let took = started.elapsed();
@@ -1463,14 +1469,7 @@ fn nat_icmp_errors_are_rewritten_both_ways() {
             &format!("{rip}:80"),
             "-m",
         ]);
-        assert!(
-            wait_until(Duration::from_secs(10), || t
-                .request("GET", "/v1/xdp", None)
-                .0),
-            "the packet plane never came up:\n{}",
-            t.lan.logs()
-        );
-        std::thread::sleep(Duration::from_millis(1000));
+        t.wait_for_plane();
 
         // Outbound: the real server's port unreachable reaches the socket.
         let started = std::time::Instant::now();
